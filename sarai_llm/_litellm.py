@@ -1,0 +1,349 @@
+"""The adapter to LiteLLM: the only module of sarai_llm that imports it.
+
+Importing LiteLLM costs seconds and ~200 MB, so the gateway imports this
+module on the first cache miss, never at ``import sarai_llm``.
+
+What lives here:
+
+* the mapping of a provider's settings to a LiteLLM model string and
+  ``api_base`` (:func:`litellm_params`);
+* one ``litellm.Router`` per gateway, holding one deployment per
+  (provider, model) with the provider's timeout and the configured retries;
+* normalisation of LiteLLM's responses into plain Python values;
+* :func:`map_exception`, the one place where LiteLLM / openai / httpx errors
+  become :class:`~sarai_llm.errors.ProviderError` subclasses.
+
+The fallback chain is walked by the gateway, not by the Router: the chain
+depends on the call (``provider=`` reorders it), every attempt must be counted
+exactly, and a stream may fail over only before its first chunk. The Router
+keeps what it is good at: deployments, timeouts and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .config import GatewayConfig, ProviderConfig
+from .errors import (
+    ProviderAuthError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    redact,
+)
+
+# LiteLLM fetches its price map from the network at import unless told not to;
+# offline that blocks for 5-10 s. Respect a value the user chose.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm  # noqa: E402
+from litellm import exceptions as llm_errors  # noqa: E402
+from litellm.router import Router  # noqa: E402
+from litellm.types.router import Deployment, LiteLLM_Params  # noqa: E402
+
+log = logging.getLogger("sarai_llm")
+
+# A placeholder key for OpenAI-compatible servers that need none: the openai
+# SDK refuses to send a request without one.
+_NO_KEY = "sk-no-key-required"
+
+
+def _quiet_litellm() -> None:
+    """Make LiteLLM a quiet library: no banners, its logs routed under ours.
+
+    LiteLLM prints a "Give Feedback / Get Help" banner on errors and attaches
+    its own stderr handlers to its loggers. A library must be silent unless
+    the user turns logging on, so the banner is switched off and LiteLLM's
+    records are re-parented under ``sarai_llm.litellm`` (secrets redacted).
+    This is the one place where ``litellm.*`` globals are changed.
+    """
+    litellm.suppress_debug_info = True
+    litellm.set_verbose = False  # type: ignore[attr-defined]
+    target = logging.getLogger("sarai_llm.litellm")
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            lg.removeHandler(handler)
+        lg.addHandler(_Forward(target))
+        lg.propagate = False
+
+
+class _Forward(logging.Handler):
+    """Hands LiteLLM's log records to a sarai_llm logger, with secrets redacted."""
+
+    def __init__(self, target: logging.Logger):
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.target.isEnabledFor(record.levelno):
+            return
+        try:
+            message = redact(record.getMessage())
+        except Exception:  # a malformed LiteLLM record must never break a call
+            return
+        self.target.log(record.levelno, "%s", message)
+
+
+_quiet_litellm()
+
+
+# --- settings -> LiteLLM -----------------------------------------------------
+
+
+def _with_v1(url: str) -> str:
+    """An OpenAI-compatible base without a path gets ``/v1``."""
+    return url + "/v1" if urlsplit(url).path in ("", "/") else url
+
+
+def _strip_suffix(url: str, suffix: str) -> str:
+    return url[: -len(suffix)] if url.endswith(suffix) else url
+
+
+def api_base(provider: ProviderConfig) -> str | None:
+    """The ``api_base`` LiteLLM needs for a provider's configured base URL.
+
+    Users give the server's URL; each protocol has its own convention:
+    OpenAI-compatible bases end in ``/v1``; LiteLLM appends ``/v1/messages``
+    to an Anthropic base and ``/api/...`` to an Ollama base, so those get the
+    server root.
+    """
+    url = provider.base_url.rstrip("/") if provider.base_url else None
+    if url is None:
+        return None
+    if provider.name == "ollama":
+        return _strip_suffix(url, "/api")
+    if provider.name == "anthropic":
+        return _strip_suffix(url, "/v1")
+    return _with_v1(url)
+
+
+def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
+    """The LiteLLM model string for ``model`` served by ``provider``."""
+    if provider.name == "ollama":
+        return f"ollama/{model}" if embedding else f"ollama_chat/{model}"
+    if provider.name == "anthropic":
+        return f"anthropic/{model}"
+    return f"openai/{model}"  # openai and every OpenAI-compatible local server
+
+
+def litellm_params(provider: ProviderConfig, model: str, *, embedding: bool = False) -> dict[str, Any]:
+    """Router deployment parameters for one (provider, model)."""
+    params: dict[str, Any] = {
+        "model": model_string(provider, model, embedding=embedding),
+        "timeout": provider.timeout,
+        "stream_timeout": provider.timeout,
+    }
+    base = api_base(provider)
+    if base is not None:
+        params["api_base"] = base
+    key = provider.api_key.get_secret_value() if provider.api_key else None
+    if key:
+        params["api_key"] = key
+    elif provider.name != "ollama" and base is not None:
+        params["api_key"] = _NO_KEY
+    return params
+
+
+# --- results -------------------------------------------------------------------
+
+
+@dataclass
+class Completion:
+    """A complete chat answer, normalised from LiteLLM's ModelResponse."""
+
+    content: str
+    model: str
+    usage: dict[str, int]
+    finish_reason: str | None
+
+
+@dataclass
+class StreamState:
+    """What a stream reported besides its text, filled in as it goes."""
+
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def _usage(raw: Any) -> dict[str, int]:
+    if raw is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
+    completion = int(getattr(raw, "completion_tokens", 0) or 0)
+    total = int(getattr(raw, "total_tokens", 0) or 0) or prompt + completion
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _served_model(response: Any, fallback: str) -> str:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    return str(hidden.get("provider_response_model") or getattr(response, "model", None) or fallback)
+
+
+# --- the adapter ---------------------------------------------------------------
+
+
+class LiteLLMAdapter:
+    """One ``litellm.Router`` for one gateway, and the calls made through it."""
+
+    def __init__(self, config: GatewayConfig):
+        self._config = config
+        self._groups: dict[tuple[str, str, bool], str] = {}
+        self.router = Router(
+            model_list=[],
+            num_retries=config.num_retries,
+            # The gateway's own breaker skips failing providers; the Router's
+            # cooldown never applies to one-deployment groups anyway.
+            disable_cooldowns=True,
+        )
+
+    def _group(self, provider: ProviderConfig, model: str, embedding: bool) -> str:
+        """The Router model group for (provider, model), added on first use."""
+        key = (provider.name, model, embedding)
+        group = self._groups.get(key)
+        if group is None:
+            group = f"{provider.name}{'/embed' if embedding else ''}/{model}"
+            params = litellm_params(provider, model, embedding=embedding)
+            self.router.add_deployment(Deployment(model_name=group, litellm_params=LiteLLM_Params(**params)))
+            self._groups[key] = group
+        return group
+
+    async def complete(
+        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
+    ) -> Completion:
+        """One chat attempt on one provider; raises :class:`ProviderError`."""
+        group = self._group(provider, model, False)
+        try:
+            response = await self.router.acompletion(model=group, messages=list(messages), **params)
+            choice = response.choices[0]
+            content = choice.message.content
+            return Completion(
+                content=content if isinstance(content, str) else "",
+                model=_served_model(response, model),
+                usage=_usage(getattr(response, "usage", None)),
+                finish_reason=choice.finish_reason,
+            )
+        except Exception as exc:
+            raise map_exception(exc, provider.name) from exc
+
+    async def open_stream(
+        self,
+        provider: ProviderConfig,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        params: dict[str, Any],
+    ) -> Any:
+        """Open a stream on one provider; raises :class:`ProviderError`."""
+        group = self._group(provider, model, False)
+        extra: dict[str, Any] = {}
+        if provider.name != "ollama":
+            extra["stream_options"] = {"include_usage": True}
+        try:
+            return await self.router.acompletion(model=group, messages=list(messages), stream=True, **extra, **params)
+        except Exception as exc:
+            raise map_exception(exc, provider.name) from exc
+
+    @staticmethod
+    async def iterate_stream(stream: Any, provider: str, state: StreamState) -> AsyncIterator[str]:
+        """Yield the text pieces of an open stream, recording model, usage and finish."""
+        try:
+            async for chunk in stream:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None and getattr(usage, "total_tokens", None):
+                    state.usage = _usage(usage)
+                if not state.model and getattr(chunk, "model", None):
+                    state.model = str(chunk.model)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason:
+                    state.finish_reason = choice.finish_reason
+                text = getattr(choice.delta, "content", None)
+                if text:
+                    yield text
+        except Exception as exc:
+            raise map_exception(exc, provider) from exc
+
+    @staticmethod
+    async def close_stream(stream: Any) -> None:
+        """Close an upstream stream (its HTTP connection included); never raises."""
+        aclose = getattr(stream, "aclose", None)
+        if aclose is None:
+            return
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream may fail again; nothing to do
+            log.debug("closing an upstream stream failed", exc_info=True)
+
+    async def embed(self, provider: ProviderConfig, model: str, texts: list[str]) -> list[list[float]]:
+        """Embed ``texts`` in one upstream call; vectors in input order."""
+        group = self._group(provider, model, True)
+        try:
+            response = await self.router.aembedding(model=group, input=texts)
+            rows = sorted(response.data, key=lambda item: _field(item, "index"))
+            vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
+        except Exception as exc:
+            raise map_exception(exc, provider.name) from exc
+        if len(vectors) != len(texts):
+            raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
+        return vectors
+
+
+def _field(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, Mapping) else getattr(item, name)
+
+
+# --- errors ----------------------------------------------------------------------
+
+_CONNECTION_MARKERS = ("Connection error", "Connection refused", "connect", "Server disconnected")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _message(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    # LiteLLM prefixes "litellm.XError: XError: OpenAIException - ..." and
+    # appends help text; keep the first line, without the class prefixes.
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    for prefix in ("litellm.",):
+        if first.startswith(prefix):
+            first = first.split(": ", 1)[-1]
+    return redact(first)
+
+
+def map_exception(exc: BaseException, provider: str) -> ProviderError:
+    """Translate any exception of one attempt into a :class:`ProviderError`."""
+    if isinstance(exc, ProviderError):
+        return exc
+    chain = _chain(exc)
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    message = _message(exc)
+    names = {type(e).__name__ for e in chain}
+    if isinstance(exc, llm_errors.Timeout) or names & {"Timeout", "APITimeoutError", "ReadTimeout", "TimeoutError"}:
+        return ProviderTimeoutError(provider, message, status_code=status)
+    if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
+        return ProviderAuthError(provider, message, status_code=status)
+    if isinstance(exc, llm_errors.RateLimitError) or status == 429:
+        return ProviderRateLimitError(provider, message, status_code=status)
+    if names & {"APIConnectionError", "ConnectError", "ConnectionRefusedError", "RemoteProtocolError"} or (
+        isinstance(exc, llm_errors.InternalServerError | llm_errors.APIConnectionError)
+        and any(marker in message for marker in _CONNECTION_MARKERS)
+    ):
+        return ProviderConnectionError(provider, message, status_code=status)
+    return ProviderResponseError(provider, message, status_code=status)

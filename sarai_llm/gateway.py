@@ -1,0 +1,617 @@
+"""The gateway: validate -> cache -> LiteLLM (lazily imported) -> stats.
+
+Everything before the cache-miss path is sarai_llm's own code and must stay
+cheap; LiteLLM is imported by :meth:`Gateway._adapter` on the first miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .cache import ResponseCache, default_cache_dir, request_key
+from .config import PROVIDERS, GatewayConfig, ProviderConfig
+from .errors import (
+    AllProvidersFailedError,
+    InvalidRequestError,
+    NoProvidersError,
+    ProviderError,
+    StreamInterruptedError,
+)
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from ._litellm import LiteLLMAdapter
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("sarai_llm")
+T = TypeVar("T")
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
+# Arguments the gateway sets itself; passing them as provider kwargs is a mistake.
+_RESERVED = frozenset({"messages", "stream", "input", "api_key", "api_base", "base_url"})
+_CANNOT_EMBED = frozenset({"anthropic"})
+_perf = time.perf_counter
+
+
+# --- validation --------------------------------------------------------------------
+
+
+def _check_messages(messages: object) -> list[dict[str, Any]]:
+    if not isinstance(messages, list | tuple) or not messages:
+        raise InvalidRequestError(
+            f"messages must be a non-empty list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InvalidRequestError(f"messages[{i}]['role'] must be one of {sorted(_ROLES)}, got {role!r}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            if content is None and (message.get("tool_calls") or message.get("function_call")):
+                continue
+            if not (isinstance(content, list) and all(isinstance(part, dict) for part in content)):
+                raise InvalidRequestError(
+                    f"messages[{i}]['content'] must be a string (or a list of content parts), "
+                    f"got {type(content).__name__}"
+                )
+    return messages if isinstance(messages, list) else list(messages)
+
+
+def _check_params(
+    temperature: object, max_tokens: object, model: object, use_cache: object, kwargs: Mapping[str, Any]
+) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise InvalidRequestError(f"temperature must be a number, got {type(temperature).__name__}")
+    if not 0.0 <= temperature <= 2.0:
+        raise InvalidRequestError(f"temperature must be between 0 and 2, got {temperature}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise InvalidRequestError(f"max_tokens must be a positive integer or None, got {type(max_tokens).__name__}")
+    if isinstance(max_tokens, int) and max_tokens < 1:
+        raise InvalidRequestError(f"max_tokens must be a positive integer, got {max_tokens}")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise InvalidRequestError(f"model must be a non-empty string or None, got {model!r}")
+    if not isinstance(use_cache, bool):
+        raise InvalidRequestError(f"use_cache must be True or False, got {type(use_cache).__name__}")
+    reserved = _RESERVED.intersection(kwargs)
+    if reserved:
+        raise InvalidRequestError(f"these arguments are set by sarai_llm and cannot be passed: {sorted(reserved)}")
+
+
+def _check_caller(caller: object) -> None:
+    if caller is not None and (not isinstance(caller, str) or not caller):
+        raise InvalidRequestError(f"caller must be a non-empty string or None, got {caller!r}")
+
+
+def _check_texts(text: object) -> tuple[list[str], bool]:
+    """The texts to embed, and whether one text (not a list) was given."""
+    if isinstance(text, str):
+        return [text], True
+    if isinstance(text, list | tuple) and text and all(isinstance(t, str) for t in text):
+        return list(text), False
+    raise InvalidRequestError(f"text must be a string or a non-empty list of strings, got {type(text).__name__}")
+
+
+# --- provider chain and breaker ---------------------------------------------------
+
+
+class _Breaker:
+    """Skips a provider for ``cooldown`` seconds after ``allowed_fails`` failures in a row."""
+
+    def __init__(self, allowed_fails: int, cooldown: float):
+        self.allowed_fails = allowed_fails
+        self.cooldown = cooldown
+        self._fails: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def cooling(self, name: str) -> bool:
+        until = self._until.get(name)
+        return until is not None and time.monotonic() < until
+
+    def failure(self, name: str) -> None:
+        fails = self._fails.get(name, 0) + 1
+        self._fails[name] = fails
+        if self.allowed_fails and fails >= self.allowed_fails and self.cooldown > 0:
+            self._until[name] = time.monotonic() + self.cooldown
+
+    def success(self, name: str) -> None:
+        self._fails.pop(name, None)
+        self._until.pop(name, None)
+
+
+@dataclass(slots=True)
+class _Request:
+    """A validated chat request on its way upstream (built only on a cache miss)."""
+
+    chain: list[ProviderConfig]
+    messages: list[dict[str, Any]]
+    model: str | None
+    temperature: float
+    max_tokens: int | None
+    kwargs: dict[str, Any]
+    caller: str | None
+    key: str | None
+
+    def params(self) -> dict[str, Any]:
+        """The keyword arguments for LiteLLM: provider kwargs untouched, plus ours."""
+        params = dict(self.kwargs)
+        params["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        return params
+
+
+class Gateway:
+    """One configured gateway: providers, cache, stats, and the LiteLLM Router.
+
+    Use :func:`sarai_llm.get_gateway` for the process-wide instance. Results
+    are plain dicts; the LiteLLM Router is built on the first cache miss.
+    """
+
+    def __init__(self, config: GatewayConfig | None = None, *, cache_clock: Callable[[], float] | None = None):
+        self.config = config if config is not None else GatewayConfig.load()
+        self.stats = Stats()
+        self._adapter_instance: LiteLLMAdapter | None = None
+        self._breaker = _Breaker(self.config.allowed_fails, self.config.cooldown_time)
+        self._chains: dict[str | None, list[ProviderConfig]] = {}
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.cache: ResponseCache | None = None
+        settings = self.config.cache_settings
+        if settings.enabled:
+            self.cache = ResponseCache(
+                settings.dir or default_cache_dir(),
+                ttl=settings.ttl,
+                max_size=settings.max_size,
+                namespace=settings.namespace,
+                clock=cache_clock or time.time,
+            )
+
+    def __repr__(self) -> str:
+        chain = [self.config.primary_provider, *self.config.fallback_providers]
+        return f"Gateway(chain={chain}, cache={'on' if self.cache is not None else 'off'})"
+
+    # -- LiteLLM ---------------------------------------------------------------------
+
+    def _adapter(self) -> LiteLLMAdapter:
+        adapter = self._adapter_instance
+        if adapter is None:
+            from ._litellm import LiteLLMAdapter  # the first miss pays for importing LiteLLM
+
+            adapter = self._adapter_instance = LiteLLMAdapter(self.config)
+        return adapter
+
+    # -- chains ----------------------------------------------------------------------
+
+    def chain(self, provider: str | None = None) -> list[ProviderConfig]:
+        """The providers tried, in order, for a call with ``provider=``.
+
+        ``None`` means the configured primary then the fallbacks; a name puts
+        that provider first, followed by the configured fallbacks other than it.
+        Providers without the settings they need are left out; when none is
+        left, :class:`NoProvidersError` says which settings to set.
+        """
+        cached = self._chains.get(provider)
+        if cached is not None:
+            return cached
+        config = self.config
+        if provider is not None:
+            if not isinstance(provider, str) or provider.strip().lower() not in PROVIDERS:
+                raise InvalidRequestError(f"provider must be one of {list(PROVIDERS)} or None, got {provider!r}")
+            head = config.provider(provider.strip().lower())
+            if not head.configured:
+                raise NoProvidersError(
+                    f"No providers initialized for {head.name!r}: set {' or '.join(head.missing_settings)}"
+                )
+            names = [head.name, *(n for n in config.fallback_providers if n != head.name)]
+        else:
+            names = [config.primary_provider, *config.fallback_providers]
+        chain = [p for p in (config.provider(n) for n in names) if p.configured]
+        if not chain:
+            missing = "; ".join(f"{n}: set {' or '.join(config.provider(n).missing_settings)}" for n in names)
+            raise NoProvidersError(f"No providers initialized ({missing})")
+        self._chains[provider] = chain
+        return chain
+
+    def _embed_chain(self, provider: str | None) -> list[ProviderConfig]:
+        chain = [p for p in self.chain(provider) if p.name not in _CANNOT_EMBED and p.embed_model]
+        if not chain:
+            names = ", ".join(p.name for p in self.chain(provider))
+            raise NoProvidersError(
+                f"No providers initialized for embeddings: none of [{names}] can embed; "
+                "add ollama, openai or local to LLM_GATEWAY_PRIMARY_PROVIDER / "
+                "LLM_GATEWAY_FALLBACK_PROVIDERS, or set LLM_GATEWAY_<PROVIDER>_EMBED_MODEL"
+            )
+        return chain
+
+    async def _walk(
+        self,
+        chain: Sequence[ProviderConfig],
+        model: str | None,
+        attempt: Callable[[ProviderConfig, str], Awaitable[T]],
+        *,
+        embedding: bool = False,
+    ) -> tuple[ProviderConfig, T]:
+        """Try the chain in order; count every attempt; raise when all fail.
+
+        ``attempt(provider, model)`` makes one attempt; ``model`` overrides the
+        head's model only. Providers cooling down after repeated failures are
+        skipped (not an attempt) unless every provider of the chain is.
+        """
+        breaker, stats, head = self._breaker, self.stats, chain[0]
+        candidates = [p for p in chain if not breaker.cooling(p.name)] or list(chain)
+        errors: dict[str, ProviderError] = {}
+        for provider in candidates:
+            name = provider.name
+            default = provider.embed_model if embedding else provider.model
+            chosen = (model if provider is head and model else default) or ""
+            stats.attempt(name, chosen)
+            started = _perf()
+            try:
+                result = await attempt(provider, chosen)
+            except ProviderError as exc:
+                stats.failure(name, chosen, (_perf() - started) * 1000.0, exc)
+                breaker.failure(name)
+                errors[name] = exc
+                log.warning("provider %s failed: %s: %s", name, type(exc).__name__, exc)
+                continue
+            breaker.success(name)
+            if provider is not head:
+                stats.fallback(head.name, name)
+            return provider, result
+        raise AllProvidersFailedError(errors)
+
+    # -- chat ------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        provider: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        use_cache: bool = True,
+        *,
+        caller: str | None = None,
+        **provider_kwargs: Any,
+    ) -> dict[str, Any]:
+        """Answer a chat; see :func:`sarai_llm.chat`."""
+        started = _perf()
+        msgs = _check_messages(messages)
+        _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
+        _check_caller(caller)
+        chain = self.chain(provider)
+        self.stats.request()
+        key = None
+        cache = self.cache
+        if use_cache and cache is not None:
+            key = self._key(chain, model, msgs, temperature, max_tokens, provider_kwargs)
+            if key is not None:
+                hit = cache.get(key)
+                if hit is not None:
+                    return self._answered(hit, True, False, started, caller)
+        request = _Request(chain, msgs, model, temperature, max_tokens, provider_kwargs, caller, key)
+        try:
+            return await self._lead_or_follow(request, started)
+        except BaseException:
+            self.stats.call_failed(caller)
+            raise
+
+    def _key(
+        self,
+        chain: Sequence[ProviderConfig],
+        model: str | None,
+        messages: object,
+        temperature: float,
+        max_tokens: int | None,
+        kwargs: Mapping[str, Any],
+    ) -> str | None:
+        """The cache key of a chat request (``chat`` and ``stream_chat`` share it)."""
+        route = [(p.name, p.base_url, p.model) for p in chain]
+        payload = ("chat", route, model, messages, temperature, max_tokens, kwargs)
+        assert self.cache is not None
+        return request_key(payload, self.cache.namespace)
+
+    def _answered(
+        self, answer: Mapping[str, Any], cached: bool, coalesced: bool, started: float, caller: str | None
+    ) -> dict[str, Any]:
+        """A fresh result dict (mutating it never changes the cache), counted."""
+        latency_ms = (_perf() - started) * 1000.0
+        result = {
+            "content": answer["content"],
+            "model": answer["model"],
+            "provider": answer["provider"],
+            "usage": dict(answer["usage"]),
+            "finish_reason": answer["finish_reason"],
+            "cached": cached,
+            "coalesced": coalesced,
+            "latency_ms": latency_ms,
+        }
+        self.stats.answered(answer["provider"], answer["model"], cached=cached, latency_ms=latency_ms, caller=caller)
+        return result
+
+    async def _lead_or_follow(self, request: _Request, started: float) -> dict[str, Any]:
+        """Make the upstream call, or wait for an identical one already in flight."""
+        key = request.key
+        while key is not None and (leader := self._inflight.get(key)) is not None:
+            try:
+                answer = await asyncio.shield(leader)
+            except asyncio.CancelledError:
+                if not leader.cancelled():
+                    raise  # this caller was cancelled
+                continue  # the leader was cancelled; this caller still wants an answer
+            # A follower is a hit: the lookup that found the leader counted a miss.
+            assert self.cache is not None
+            self.cache.misses -= 1
+            self.cache.hits += 1
+            self.stats.coalesced_hit()
+            return self._answered(answer, True, True, started, request.caller)
+        return await self._lead(request, started)
+
+    async def _lead(self, request: _Request, started: float) -> dict[str, Any]:
+        key = request.key
+        future: asyncio.Future[dict[str, Any]] | None = None
+        if key is not None:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+        try:
+            answer = await self._complete(request)
+        except BaseException as exc:
+            if future is not None:
+                del self._inflight[key]  # type: ignore[arg-type]
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # mark retrieved: no warning when nobody followed
+            raise
+        if future is not None and key is not None:
+            del self._inflight[key]
+            assert self.cache is not None
+            self.cache.set(key, answer, messages=request.messages, model=request.model or request.chain[0].model)
+            future.set_result(answer)
+        return self._answered(answer, False, False, started, request.caller)
+
+    async def _complete(self, request: _Request) -> dict[str, Any]:
+        adapter = self._adapter()
+        params = request.params()
+        msgs = request.messages
+
+        async def attempt(provider: ProviderConfig, model: str) -> Any:
+            started = _perf()
+            completion = await adapter.complete(provider, model, msgs, params)
+            self.stats.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
+            return completion
+
+        answered_by, completion = await self._walk(request.chain, request.model, attempt)
+        return {
+            "content": completion.content,
+            "model": completion.model,
+            "provider": answered_by.name,
+            "usage": completion.usage,
+            "finish_reason": completion.finish_reason,
+        }
+
+    # -- streaming -------------------------------------------------------------------
+
+    def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        provider: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        use_cache: bool = True,
+        *,
+        caller: str | None = None,
+        **provider_kwargs: Any,
+    ) -> AsyncIterator[str]:
+        """Stream a chat answer as text pieces; see :func:`sarai_llm.stream_chat`.
+
+        Arguments are validated and providers resolved here, at the call site,
+        before the iterator is returned.
+        """
+        msgs = _check_messages(messages)
+        _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
+        _check_caller(caller)
+        chain = self.chain(provider)
+        key = None
+        if use_cache and self.cache is not None:
+            key = self._key(chain, model, msgs, temperature, max_tokens, provider_kwargs)
+        request = _Request(chain, msgs, model, temperature, max_tokens, dict(provider_kwargs), caller, key)
+        return self._stream(request)
+
+    async def _stream(self, request: _Request) -> AsyncIterator[str]:
+        started = _perf()
+        self.stats.request()
+        if request.key is not None:
+            assert self.cache is not None
+            hit = self.cache.get(request.key)
+            if hit is not None:
+                # A stream's entry replays its chunks; a chat's entry is one chunk.
+                for piece in hit.get("chunks") or [hit["content"]]:
+                    yield piece
+                self._answered(hit, True, False, started, request.caller)
+                return
+        try:
+            async for piece in self._stream_upstream(request, started):
+                yield piece
+        except BaseException:
+            self.stats.call_failed(request.caller)
+            raise
+
+    async def _stream_upstream(self, request: _Request, started: float) -> AsyncIterator[str]:
+        adapter = self._adapter()
+        from ._litellm import StreamState
+
+        params = request.params()
+        state = StreamState()
+        opened_at = 0.0
+
+        async def attempt(provider: ProviderConfig, model: str) -> tuple[Any, str, AsyncIterator[str]]:
+            # The attempt succeeds when the stream delivers its first piece (or
+            # ends cleanly without text): until then, failing over is safe.
+            nonlocal opened_at
+            opened_at = _perf()
+            stream = await adapter.open_stream(provider, model, request.messages, params)
+            pieces = adapter.iterate_stream(stream, provider.name, state)
+            try:
+                first = await anext(pieces, "")
+            except BaseException:
+                await adapter.close_stream(stream)
+                raise
+            self.stats.first_token(provider.name, _perf() - opened_at)
+            return stream, first, pieces
+
+        answered_by, (stream, first, pieces) = await self._walk(request.chain, request.model, attempt)
+        name = answered_by.name
+        model = (request.model if answered_by is request.chain[0] and request.model else answered_by.model) or ""
+        chunks: list[str] = []
+        complete = False
+        try:
+            if first:
+                chunks.append(first)
+                yield first
+            try:
+                async for piece in pieces:
+                    chunks.append(piece)
+                    yield piece
+            except ProviderError as exc:
+                self.stats.failure(name, model, (_perf() - opened_at) * 1000.0, exc)
+                raise StreamInterruptedError(name, len(chunks), exc) from exc
+            complete = True
+        finally:
+            if not complete:  # failed, or abandoned by the consumer: close upstream, cache nothing
+                await pieces.aclose()  # type: ignore[attr-defined]
+                await adapter.close_stream(stream)
+        await adapter.close_stream(stream)
+        self.stats.success(name, model, (_perf() - opened_at) * 1000.0, state.usage)
+        answer = {
+            "content": "".join(chunks),
+            "model": state.model or model,
+            "provider": name,
+            "usage": state.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "finish_reason": state.finish_reason,
+            "chunks": chunks,
+        }
+        if request.key is not None and self.cache is not None:
+            self.cache.set(
+                request.key, answer, messages=request.messages, model=request.model or request.chain[0].model
+            )
+        self._answered(answer, False, False, started, request.caller)
+
+    # -- embeddings ------------------------------------------------------------------
+
+    async def embed(
+        self,
+        text: str | Sequence[str],
+        model: str | None = None,
+        provider: str | None = None,
+        use_cache: bool = True,
+        *,
+        caller: str | None = None,
+    ) -> list[float] | list[list[float]]:
+        """Embed one text (``list[float]``) or a list (``list[list[float]]``, input order)."""
+        started = _perf()
+        texts, single = _check_texts(text)
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise InvalidRequestError(f"model must be a non-empty string or None, got {model!r}")
+        if not isinstance(use_cache, bool):
+            raise InvalidRequestError(f"use_cache must be True or False, got {type(use_cache).__name__}")
+        _check_caller(caller)
+        chain = self._embed_chain(provider)
+        self.stats.request()
+        try:
+            vectors, answered_by, chosen = await self._embed(texts, chain, model, use_cache)
+        except BaseException:
+            self.stats.call_failed(caller)
+            raise
+        latency_ms = (_perf() - started) * 1000.0
+        self.stats.answered(answered_by, chosen, cached=answered_by == "cache", latency_ms=latency_ms, caller=caller)
+        return vectors[0] if single else vectors
+
+    async def _embed(
+        self, texts: list[str], chain: list[ProviderConfig], model: str | None, use_cache: bool
+    ) -> tuple[list[list[float]], str, str]:
+        """Vectors in input order; only uncached texts go upstream, in one call."""
+        cache = self.cache if use_cache else None
+        route = [(p.name, p.base_url, p.embed_model) for p in chain]
+        found: dict[str, list[float]] = {}
+        keys: dict[str, str | None] = {}
+        for t in texts:
+            if t in keys:
+                continue
+            keys[t] = k = request_key(("embed", route, model, t), cache.namespace) if cache is not None else None
+            hit = cache.get(k) if cache is not None and k is not None else None
+            if hit is not None:
+                found[t] = hit["vector"]
+        todo = [t for t in keys if t not in found]
+        answered_by, chosen = "cache", model or chain[0].embed_model or ""
+        if todo:
+            adapter = self._adapter()
+
+            async def attempt(p: ProviderConfig, m: str) -> list[list[float]]:
+                started = _perf()
+                vectors = await adapter.embed(p, m, todo)
+                self.stats.success(p.name, m, (_perf() - started) * 1000.0, None)
+                return vectors
+
+            provider, fresh = await self._walk(chain, model, attempt, embedding=True)
+            answered_by = provider.name
+            for t, vector in zip(todo, fresh, strict=True):
+                found[t] = vector
+                k = keys[t]
+                if cache is not None and k is not None:
+                    cache.set(k, {"vector": vector}, messages=t, model=model or chain[0].embed_model)
+        return [list(found[t]) for t in texts], answered_by, chosen
+
+    # -- health, stats, cache ----------------------------------------------------------
+
+    async def health_check(self, provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
+        """Check providers concurrently with their cheapest request (a model listing).
+
+        Each check is bounded by ``health_timeout`` seconds (default 5).
+        Returns ``{name: bool}``; with ``detailed=True``,
+        ``{name: {"ok": bool, "latency_ms": float, "error": str | None}}``.
+        """
+        from .health import check_providers
+
+        if provider is None:
+            names = [self.config.primary_provider, *self.config.fallback_providers]
+            providers = [self.config.provider(n) for n in names]
+        else:
+            providers = self.chain(provider)[:1]
+        results = await check_providers(providers, self.config.health_timeout)
+        if detailed:
+            return results
+        return {name: bool(r["ok"]) for name, r in results.items()}
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters as described in CONTRACT.md; never holds secrets."""
+        snapshot = self.stats.snapshot()
+        if self.cache is not None:
+            cache = self.cache.stats()
+            cache["coalesced"] = self.stats.coalesced
+            snapshot["cache"] = cache
+        snapshot["config"] = {
+            "primary_provider": self.config.primary_provider,
+            "fallback_providers": list(self.config.fallback_providers),
+            "cache_enabled": self.cache is not None,
+        }
+        return snapshot
+
+    def clear_cache(self) -> None:
+        """Drop every cached answer (in this process and the shared directory)."""
+        if self.cache is not None:
+            self.cache.clear()
+
+    def close(self) -> None:
+        """Release the cache files; the gateway must not be used afterwards."""
+        if self.cache is not None:
+            self.cache.close()
