@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ def _quiet_litellm() -> None:
     records are re-parented under ``sarai_llm.litellm`` (secrets redacted).
     This is the one place where ``litellm.*`` globals are changed.
     """
+    # Pydantic warns about a TypedDict of LiteLLM's at the first stream; not the user's business.
+    warnings.filterwarnings("ignore", message=r"Item .* is using the .ReadOnly. qualifier", category=UserWarning)
     litellm.suppress_debug_info = True
     litellm.set_verbose = False  # type: ignore[attr-defined]
     target = logging.getLogger("sarai_llm.litellm")

@@ -249,6 +249,15 @@ class ResponseCache:
         if len(front) > self.max_size:
             front.popitem(last=False)
 
+    def count_shared_hit(self, *, instead_of_miss: bool = False) -> None:
+        """Count a hit served without a lookup: a coalesced follower, a repeated text.
+
+        ``instead_of_miss`` turns the miss its failed lookup counted into the hit.
+        """
+        self.hits += 1
+        if instead_of_miss:
+            self.misses -= 1
+
     # -- writes (on the miss path) ---------------------------------------------
 
     def set(self, key: str, value: dict[str, Any], *, messages: object, model: str | None) -> None:

@@ -348,8 +348,7 @@ class Gateway:
                 continue  # the leader was cancelled; this caller still wants an answer
             # A follower is a hit: the lookup that found the leader counted a miss.
             assert self.cache is not None
-            self.cache.misses -= 1
-            self.cache.hits += 1
+            self.cache.count_shared_hit(instead_of_miss=True)
             self.stats.coalesced_hit()
             return self._answered(answer, True, True, started, request.caller)
         return await self._lead(request, started)
@@ -545,7 +544,9 @@ class Gateway:
         found: dict[str, list[float]] = {}
         keys: dict[str, str | None] = {}
         for t in texts:
-            if t in keys:
+            if t in keys:  # a repeated text is served by its first occurrence
+                if cache is not None:
+                    cache.count_shared_hit()
                 continue
             keys[t] = k = request_key(("embed", route, model, t), cache.namespace) if cache is not None else None
             hit = cache.get(k) if cache is not None and k is not None else None
