@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .cache import ResponseCache, default_cache_dir, request_key
+from .cache import KeyMaker, ResponseCache, default_cache_dir
 from .config import PROVIDERS, GatewayConfig, ProviderConfig
 from .errors import (
     AllProvidersFailedError,
@@ -68,6 +68,9 @@ def _check_messages(messages: object) -> list[dict[str, Any]]:
 def _check_params(
     temperature: object, max_tokens: object, model: object, use_cache: object, kwargs: Mapping[str, Any]
 ) -> None:
+    if temperature.__class__ is float and max_tokens is None and model is None and use_cache is True and not kwargs:
+        if 0.0 <= temperature <= 2.0:
+            return  # the common call, checked in one step
     if isinstance(temperature, bool) or not isinstance(temperature, int | float):
         raise InvalidRequestError(f"temperature must be a number, got {type(temperature).__name__}")
     if not 0.0 <= temperature <= 2.0:
@@ -156,11 +159,14 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig | None = None, *, cache_clock: Callable[[], float] | None = None):
+        from .metrics import GatewayMetrics, new_stats  # cheap: prometheus-client is imported when used
+
         self.config = config if config is not None else GatewayConfig.load()
-        self.stats = Stats()
+        self.stats: Stats = new_stats()  # MultiprocessStats when PROMETHEUS_MULTIPROC_DIR is set
         self._adapter_instance: LiteLLMAdapter | None = None
         self._breaker = _Breaker(self.config.allowed_fails, self.config.cooldown_time)
         self._chains: dict[str | None, list[ProviderConfig]] = {}
+        self._keymakers: dict[tuple[str, str | None], KeyMaker] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.cache: ResponseCache | None = None
         settings = self.config.cache_settings
@@ -172,6 +178,9 @@ class Gateway:
                 namespace=settings.namespace,
                 clock=cache_clock or time.time,
             )
+        # Prometheus: a collector on a registry this gateway owns; serves
+        # LLM_GATEWAY_METRICS_PORT when set. Released by close().
+        self.metrics = GatewayMetrics.for_config(self.config, self.stats, self.cache)
 
     def __repr__(self) -> str:
         chain = [self.config.primary_provider, *self.config.fallback_providers]
@@ -291,7 +300,7 @@ class Gateway:
         key = None
         cache = self.cache
         if use_cache and cache is not None:
-            key = self._key(chain, model, msgs, temperature, max_tokens, provider_kwargs)
+            key = self._keymaker("chat", provider, chain).key((model, msgs, temperature, max_tokens, provider_kwargs))
             if key is not None:
                 hit = cache.get(key)
                 if hit is not None:
@@ -303,20 +312,17 @@ class Gateway:
             self.stats.call_failed(caller)
             raise
 
-    def _key(
-        self,
-        chain: Sequence[ProviderConfig],
-        model: str | None,
-        messages: object,
-        temperature: float,
-        max_tokens: int | None,
-        kwargs: Mapping[str, Any],
-    ) -> str | None:
-        """The cache key of a chat request (``chat`` and ``stream_chat`` share it)."""
-        route = [(p.name, p.base_url, p.model) for p in chain]
-        payload = ("chat", route, model, messages, temperature, max_tokens, kwargs)
-        assert self.cache is not None
-        return request_key(payload, self.cache.namespace)
+    def _keymaker(self, kind: str, provider: str | None, chain: Sequence[ProviderConfig]) -> KeyMaker:
+        """Keys for requests of ``kind`` routed through ``chain`` (made once per route)."""
+        maker = self._keymakers.get((kind, provider))
+        if maker is None:
+            assert self.cache is not None
+            if kind == "embed":
+                route: list[Any] = [kind, [(p.name, p.base_url, p.embed_model) for p in chain]]
+            else:
+                route = [kind, [(p.name, p.base_url, p.model) for p in chain]]
+            maker = self._keymakers[(kind, provider)] = KeyMaker(route, self.cache.namespace)
+        return maker
 
     def _answered(
         self, answer: Mapping[str, Any], cached: bool, coalesced: bool, started: float, caller: str | None
@@ -422,7 +428,7 @@ class Gateway:
         chain = self.chain(provider)
         key = None
         if use_cache and self.cache is not None:
-            key = self._key(chain, model, msgs, temperature, max_tokens, provider_kwargs)
+            key = self._keymaker("chat", provider, chain).key((model, msgs, temperature, max_tokens, provider_kwargs))
         request = _Request(chain, msgs, model, temperature, max_tokens, dict(provider_kwargs), caller, key)
         return self._stream(request)
 
@@ -527,7 +533,8 @@ class Gateway:
         chain = self._embed_chain(provider)
         self.stats.request()
         try:
-            vectors, answered_by, chosen = await self._embed(texts, chain, model, use_cache)
+            maker = self._keymaker("embed", provider, chain) if use_cache and self.cache is not None else None
+            vectors, answered_by, chosen = await self._embed(texts, chain, model, maker)
         except BaseException:
             self.stats.call_failed(caller)
             raise
@@ -536,11 +543,10 @@ class Gateway:
         return vectors[0] if single else vectors
 
     async def _embed(
-        self, texts: list[str], chain: list[ProviderConfig], model: str | None, use_cache: bool
+        self, texts: list[str], chain: list[ProviderConfig], model: str | None, maker: KeyMaker | None
     ) -> tuple[list[list[float]], str, str]:
         """Vectors in input order; only uncached texts go upstream, in one call."""
-        cache = self.cache if use_cache else None
-        route = [(p.name, p.base_url, p.embed_model) for p in chain]
+        cache = self.cache if maker is not None else None
         found: dict[str, list[float]] = {}
         keys: dict[str, str | None] = {}
         for t in texts:
@@ -548,7 +554,7 @@ class Gateway:
                 if cache is not None:
                     cache.count_shared_hit()
                 continue
-            keys[t] = k = request_key(("embed", route, model, t), cache.namespace) if cache is not None else None
+            keys[t] = k = maker.key((model, t)) if maker is not None else None
             hit = cache.get(k) if cache is not None and k is not None else None
             if hit is not None:
                 found[t] = hit["vector"]
@@ -613,6 +619,7 @@ class Gateway:
             self.cache.clear()
 
     def close(self) -> None:
-        """Release the cache files; the gateway must not be used afterwards."""
+        """Release the cache files and the metrics endpoint; the gateway must not be used afterwards."""
+        self.metrics.close()
         if self.cache is not None:
             self.cache.close()
