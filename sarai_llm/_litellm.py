@@ -47,7 +47,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from litellm import exceptions as llm_errors  # noqa: E402
 from litellm.router import Router  # noqa: E402
-from litellm.types.router import Deployment, LiteLLM_Params  # noqa: E402
+from litellm.types.router import Deployment, LiteLLM_Params, RetryPolicy  # noqa: E402
 
 log = logging.getLogger("sarai_llm")
 
@@ -203,6 +203,14 @@ class LiteLLMAdapter:
         self.router = Router(
             model_list=[],
             num_retries=config.num_retries,
+            # Retrying cannot fix a bad key, a bad request or a missing model;
+            # other errors get num_retries, honouring Retry-After up to 60 s.
+            retry_policy=RetryPolicy(
+                AuthenticationErrorRetries=0,
+                BadRequestErrorRetries=0,
+                NotFoundErrorRetries=0,
+                ContentPolicyViolationErrorRetries=0,
+            ),
             # The gateway's own breaker skips failing providers; the Router's
             # cooldown never applies to one-deployment groups anyway.
             disable_cooldowns=True,

@@ -93,6 +93,7 @@ _YAML_FLAT_KEYS = (
     "cooldown_time",
     "health_timeout",
     "metrics_port",
+    "deadline",
 )
 # YAML key inside a provider section -> suffix of the field "<provider>_<suffix>".
 _YAML_PROVIDER_KEYS = {
@@ -484,6 +485,8 @@ class GatewayConfig(BaseSettings):
     """Seconds a cooling-down provider is skipped (default 30)."""
     health_timeout: Seconds = 5.0
     """Seconds a health check may take per provider (default 5)."""
+    deadline: Seconds | None = None
+    """Seconds a whole call may take across its chain of providers (default: no bound)."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port of the Prometheus HTTP endpoint (default none: not served)."""
     config: Path | None = None

@@ -28,6 +28,7 @@ __all__ = [
     "ProviderTimeoutError",
     "SaraiLLMError",
     "StreamInterruptedError",
+    "UnsafeDependencyError",
     "redact",
     "register_secrets",
 ]
@@ -51,6 +52,10 @@ class NoProvidersError(SaraiLLMError):
     The message starts with ``No providers initialized`` and names the
     settings that would make a provider usable.
     """
+
+
+class UnsafeDependencyError(SaraiLLMError):
+    """An installed dependency is a known compromised release; the gateway refuses to start."""
 
 
 class InvalidRequestError(SaraiLLMError, ValueError):

@@ -20,9 +20,11 @@ from .errors import (
     InvalidRequestError,
     NoProvidersError,
     ProviderError,
+    ProviderTimeoutError,
     StreamInterruptedError,
 )
 from .stats import Stats
+from .supply_chain import check_litellm
 
 if TYPE_CHECKING:
     from ._litellm import LiteLLMAdapter
@@ -88,9 +90,13 @@ def _check_params(
         raise InvalidRequestError(f"these arguments are set by sarai_llm and cannot be passed: {sorted(reserved)}")
 
 
-def _check_caller(caller: object) -> None:
+def _check_call_options(caller: object, deadline: object) -> None:
     if caller is not None and (not isinstance(caller, str) or not caller):
         raise InvalidRequestError(f"caller must be a non-empty string or None, got {caller!r}")
+    if deadline is not None and (
+        isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline < float("inf")
+    ):
+        raise InvalidRequestError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
 
 
 def _check_texts(text: object) -> tuple[list[str], bool]:
@@ -141,6 +147,7 @@ class _Request:
     kwargs: dict[str, Any]
     caller: str | None
     key: str | None
+    deadline: float | None
 
     def params(self) -> dict[str, Any]:
         """The keyword arguments for LiteLLM: provider kwargs untouched, plus ours."""
@@ -161,6 +168,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig | None = None, *, cache_clock: Callable[[], float] | None = None):
         from .metrics import GatewayMetrics, new_stats  # cheap: prometheus-client is imported when used
 
+        check_litellm()  # refuse a compromised LiteLLM before anything can import it
         self.config = config if config is not None else GatewayConfig.load()
         self.stats: Stats = new_stats()  # MultiprocessStats when PROMETHEUS_MULTIPROC_DIR is set
         self._adapter_instance: LiteLLMAdapter | None = None
@@ -246,29 +254,46 @@ class Gateway:
         attempt: Callable[[ProviderConfig, str], Awaitable[T]],
         *,
         embedding: bool = False,
+        deadline: float | None = None,
     ) -> tuple[ProviderConfig, T]:
         """Try the chain in order; count every attempt; raise when all fail.
 
         ``attempt(provider, model)`` makes one attempt; ``model`` overrides the
         head's model only. Providers cooling down after repeated failures are
         skipped (not an attempt) unless every provider of the chain is.
+        ``deadline`` bounds the whole walk, in seconds.
         """
         breaker, stats, head = self._breaker, self.stats, chain[0]
         candidates = [p for p in chain if not breaker.cooling(p.name)] or list(chain)
         errors: dict[str, ProviderError] = {}
+        if deadline is None:
+            deadline = self.config.deadline
+        ends_at = None if deadline is None else time.monotonic() + deadline
         for provider in candidates:
             name = provider.name
             default = provider.embed_model if embedding else provider.model
             chosen = (model if provider is head and model else default) or ""
+            remaining = None if ends_at is None else ends_at - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                errors[name] = ProviderTimeoutError(name, f"not tried: the call's deadline of {deadline:g} s passed")
+                break
             stats.attempt(name, chosen)
             started = _perf()
             try:
-                result = await attempt(provider, chosen)
-            except ProviderError as exc:
-                stats.failure(name, chosen, (_perf() - started) * 1000.0, exc)
+                async with asyncio.timeout(remaining):
+                    result = await attempt(provider, chosen)
+            except (ProviderError, TimeoutError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, ProviderError)
+                    else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
+                )
+                stats.failure(name, chosen, (_perf() - started) * 1000.0, error)
                 breaker.failure(name)
-                errors[name] = exc
-                log.warning("provider %s failed: %s: %s", name, type(exc).__name__, exc)
+                errors[name] = error
+                log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
+                if error is not exc:
+                    break  # no time left for the rest of the chain
                 continue
             breaker.success(name)
             if provider is not head:
@@ -288,13 +313,14 @@ class Gateway:
         use_cache: bool = True,
         *,
         caller: str | None = None,
+        deadline: float | None = None,
         **provider_kwargs: Any,
     ) -> dict[str, Any]:
         """Answer a chat; see :func:`sarai_llm.chat`."""
         started = _perf()
         msgs = _check_messages(messages)
         _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
-        _check_caller(caller)
+        _check_call_options(caller, deadline)
         chain = self.chain(provider)
         self.stats.request()
         key = None
@@ -305,7 +331,7 @@ class Gateway:
                 hit = cache.get(key)
                 if hit is not None:
                     return self._answered(hit, True, False, started, caller)
-        request = _Request(chain, msgs, model, temperature, max_tokens, provider_kwargs, caller, key)
+        request = _Request(chain, msgs, model, temperature, max_tokens, provider_kwargs, caller, key, deadline)
         try:
             return await self._lead_or_follow(request, started)
         except BaseException:
@@ -394,7 +420,7 @@ class Gateway:
             self.stats.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
             return completion
 
-        answered_by, completion = await self._walk(request.chain, request.model, attempt)
+        answered_by, completion = await self._walk(request.chain, request.model, attempt, deadline=request.deadline)
         return {
             "content": completion.content,
             "model": completion.model,
@@ -415,6 +441,7 @@ class Gateway:
         use_cache: bool = True,
         *,
         caller: str | None = None,
+        deadline: float | None = None,
         **provider_kwargs: Any,
     ) -> AsyncIterator[str]:
         """Stream a chat answer as text pieces; see :func:`sarai_llm.stream_chat`.
@@ -424,12 +451,12 @@ class Gateway:
         """
         msgs = _check_messages(messages)
         _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
-        _check_caller(caller)
+        _check_call_options(caller, deadline)
         chain = self.chain(provider)
         key = None
         if use_cache and self.cache is not None:
             key = self._keymaker("chat", provider, chain).key((model, msgs, temperature, max_tokens, provider_kwargs))
-        request = _Request(chain, msgs, model, temperature, max_tokens, dict(provider_kwargs), caller, key)
+        request = _Request(chain, msgs, model, temperature, max_tokens, dict(provider_kwargs), caller, key, deadline)
         return self._stream(request)
 
     async def _stream(self, request: _Request) -> AsyncIterator[str]:
@@ -474,7 +501,9 @@ class Gateway:
             self.stats.first_token(provider.name, _perf() - opened_at)
             return stream, first, pieces
 
-        answered_by, (stream, first, pieces) = await self._walk(request.chain, request.model, attempt)
+        answered_by, (stream, first, pieces) = await self._walk(
+            request.chain, request.model, attempt, deadline=request.deadline
+        )
         name = answered_by.name
         model = (request.model if answered_by is request.chain[0] and request.model else answered_by.model) or ""
         chunks: list[str] = []
@@ -521,6 +550,7 @@ class Gateway:
         use_cache: bool = True,
         *,
         caller: str | None = None,
+        deadline: float | None = None,
     ) -> list[float] | list[list[float]]:
         """Embed one text (``list[float]``) or a list (``list[list[float]]``, input order)."""
         started = _perf()
@@ -529,12 +559,12 @@ class Gateway:
             raise InvalidRequestError(f"model must be a non-empty string or None, got {model!r}")
         if not isinstance(use_cache, bool):
             raise InvalidRequestError(f"use_cache must be True or False, got {type(use_cache).__name__}")
-        _check_caller(caller)
+        _check_call_options(caller, deadline)
         chain = self._embed_chain(provider)
         self.stats.request()
         try:
             maker = self._keymaker("embed", provider, chain) if use_cache and self.cache is not None else None
-            vectors, answered_by, chosen = await self._embed(texts, chain, model, maker)
+            vectors, answered_by, chosen = await self._embed(texts, chain, model, maker, deadline)
         except BaseException:
             self.stats.call_failed(caller)
             raise
@@ -543,7 +573,12 @@ class Gateway:
         return vectors[0] if single else vectors
 
     async def _embed(
-        self, texts: list[str], chain: list[ProviderConfig], model: str | None, maker: KeyMaker | None
+        self,
+        texts: list[str],
+        chain: list[ProviderConfig],
+        model: str | None,
+        maker: KeyMaker | None,
+        deadline: float | None,
     ) -> tuple[list[list[float]], str, str]:
         """Vectors in input order; only uncached texts go upstream, in one call."""
         cache = self.cache if maker is not None else None
@@ -569,7 +604,7 @@ class Gateway:
                 self.stats.success(p.name, m, (_perf() - started) * 1000.0, None)
                 return vectors
 
-            provider, fresh = await self._walk(chain, model, attempt, embedding=True)
+            provider, fresh = await self._walk(chain, model, attempt, embedding=True, deadline=deadline)
             answered_by = provider.name
             for t, vector in zip(todo, fresh, strict=True):
                 found[t] = vector

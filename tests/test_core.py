@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -34,51 +35,43 @@ def use(**settings: Any) -> sarai_llm.Gateway:
 
 
 def test_public_names_are_pinned() -> None:
-    assert sorted(sarai_llm.__all__) == sorted(
-        [
-            "AllProvidersFailedError",
-            "CacheError",
-            "ConfigError",
-            "Gateway",
-            "GatewayConfig",
-            "InvalidRequestError",
-            "NoProvidersError",
-            "ProviderAuthError",
-            "ProviderConnectionError",
-            "ProviderError",
-            "ProviderRateLimitError",
-            "ProviderResponseError",
-            "ProviderTimeoutError",
-            "SaraiLLMError",
-            "StreamInterruptedError",
-            "__version__",
-            "chat",
-            "clear_cache",
-            "embed",
-            "get_gateway",
-            "get_stats",
-            "health_check",
-            "reset_gateway",
-            "stream_chat",
-            *EXTRA_NAMES,
-        ]
-    )
+    assert sorted(sarai_llm.__all__) == sorted(PUBLIC_NAMES)
     for name in sarai_llm.__all__:
         assert getattr(sarai_llm, name) is not None
 
 
-# Names added by later features; listed here so a change is always deliberate.
-EXTRA_NAMES: list[str] = [
-    name
-    for name in (
-        "chat_sync",
-        "embed_sync",
-        "health_check_sync",
-        "stream_chat_sync",
-        "metrics_text",
-        "start_metrics_server",
-    )
-    if name in sarai_llm.__all__
+PUBLIC_NAMES = [
+    "AllProvidersFailedError",
+    "CacheError",
+    "ConfigError",
+    "Gateway",
+    "GatewayConfig",
+    "InvalidRequestError",
+    "NoProvidersError",
+    "ProviderAuthError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderRateLimitError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "SaraiLLMError",
+    "StreamInterruptedError",
+    "UnsafeDependencyError",
+    "__version__",
+    "chat",
+    "chat_sync",
+    "clear_cache",
+    "embed",
+    "embed_sync",
+    "get_gateway",
+    "get_stats",
+    "health_check",
+    "health_check_sync",
+    "metrics_text",
+    "reset_gateway",
+    "start_metrics_server",
+    "stream_chat",
+    "stream_chat_sync",
 ]
 
 
@@ -344,3 +337,57 @@ async def test_api_keys_never_appear(dead_url: str) -> None:
             cause = cause.__cause__
     for text in texts:
         assert KEY not in text
+
+
+# --- deadlines, retries, supply chain -----------------------------------------------------
+
+
+async def test_a_call_deadline_bounds_the_whole_chain(upstream: Any) -> None:
+    use(
+        primary_provider="local",
+        local_base_url=upstream.base_url,
+        fallback_providers=["openai"],
+        openai_base_url=upstream.base_url,
+    )
+    upstream.behaviour.delay = 3
+    started = time.monotonic()
+    with pytest.raises(AllProvidersFailedError) as info:
+        await sarai_llm.chat(MESSAGES, deadline=0.5)
+    assert time.monotonic() - started < 1.5
+    assert isinstance(info.value.errors["local"], sarai_llm.ProviderTimeoutError)
+    assert "deadline" in str(info.value)
+    assert sarai_llm.get_stats()["providers"]["local"]["errors"] == 1
+    with pytest.raises(InvalidRequestError, match="deadline"):
+        await sarai_llm.chat(MESSAGES, deadline=-1)
+
+
+@pytest.mark.parametrize(("status", "sent"), [(401, 1), (400, 1), (500, 3)])
+async def test_retries_skip_errors_a_retry_cannot_fix(upstream: Any, status: int, sent: int) -> None:
+    use(primary_provider="local", local_base_url=upstream.base_url, num_retries=2)
+    upstream.behaviour.status = status
+    with pytest.raises(AllProvidersFailedError):
+        await sarai_llm.chat(MESSAGES)
+    assert upstream.count("/chat/completions") == sent
+    assert sarai_llm.get_stats()["providers"]["local"]["requests"] == 1  # retries are inside one attempt
+
+
+def test_a_compromised_litellm_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sarai_llm import supply_chain
+
+    monkeypatch.setattr(supply_chain, "installed_litellm_version", lambda: "1.82.7")
+    with pytest.raises(sarai_llm.UnsafeDependencyError, match="1.82.7 is a compromised release"):
+        supply_chain.check_litellm(force=True)
+    for version, bad in [("1.107.3", True), ("1.82.8", True), ("1.110.2", False), ("1.82.70", False)]:
+        assert supply_chain.is_compromised(version) is bad
+
+
+def test_a_planted_pth_file_is_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sarai_llm import supply_chain
+
+    (tmp_path / "litellm_init.pth").write_text("import os")
+    monkeypatch.setattr(supply_chain, "_site_dirs", lambda: [tmp_path])
+    with caplog.at_level("WARNING", logger="sarai_llm"):
+        supply_chain.check_litellm(force=True)
+    assert "litellm_init.pth" in caplog.text and "rotate" in caplog.text
