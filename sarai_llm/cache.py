@@ -1,29 +1,28 @@
-"""The response cache: LRU + TTL, shared by every process on a host.
+"""The response cache: LRU + TTL, shared by every process that uses the same store.
 
 Two tiers:
 
 * a per-process front, an ``OrderedDict`` of decoded entries, which serves
   the hot path in about a microsecond;
-* a diskcache ``Cache`` in one directory, which holds the entries every
-  process on the host shares and is the truth for size, LRU order and
-  eviction.
+* a shared :class:`Store` (diskcache in a directory by default; Redis for
+  several hosts), which holds the entries every process shares and is the
+  truth for size, LRU order and eviction.
 
-diskcache's own LRU policy turns every read into a write (80-90 us, ms at
-p99), so the cache keeps LRU order itself: reads record the key and the time
-in memory, and the times are written to diskcache's ``access_time`` column
-in one batch before each eviction decision. Eviction removes the least
-recently used entries once more than ``max_size`` are held. Entries expire
-``ttl`` seconds after they were written, by the cache's clock (injectable
-for tests).
+Reads record the key and the time in memory; the times are written to the
+store in one batch with each write (a miss, already slow), so the hot path
+never writes. Eviction removes the least recently used entries once more than
+``max_size`` are held. Entries expire ``ttl`` seconds after they were
+written, by the cache's clock (injectable for tests).
 
-Values are stored as JSON bytes (orjson), never pickles, so a shared cache
-directory cannot carry code. ``clear()`` and ``invalidate()`` also bump an
-epoch file in the directory; every process drops its front when it sees the
-epoch change (checked at most once per ``sync_interval`` seconds).
+Values are stored as JSON bytes (orjson), never pickles, so a shared store
+cannot carry code. ``clear()`` and ``invalidate()`` bump the store's epoch;
+every process drops its front when it sees the epoch change (checked at most
+once per ``sync_interval`` seconds).
 
-A cache that cannot work (unwritable directory, corrupt database) logs one
-warning, counts the failure in ``stats()["errors"]`` and reports misses: the
-gateway then answers uncached.
+A store that fails (unwritable directory, corrupt database, Redis down) logs
+one warning, counts the failure in ``stats()["errors"]`` and the cache
+reports misses: the gateway answers uncached. The store is opened again
+after ``retry_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -31,18 +30,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 log = logging.getLogger("sarai_llm")
 
-__all__ = ["KeyMaker", "ResponseCache", "default_cache_dir", "request_key"]
+__all__ = ["KeyMaker", "ResponseCache", "Store", "default_cache_dir", "request_key"]
 
 Clock = Callable[[], float]
 
@@ -114,112 +112,169 @@ class _Entry:
         self.tag = tag
 
 
-class ResponseCache:
-    """LRU + TTL cache of complete answers, shared through a directory.
+class Store(Protocol):
+    """Where a :class:`ResponseCache` keeps the entries its processes share.
 
-    :param directory: where the shared diskcache lives (created if missing).
+    Keys are strings, values opaque bytes. Every method may raise on an I/O
+    failure; the cache turns that into a warning and a miss.
+    """
+
+    def describe(self) -> str:
+        """Where the store is, for messages (no credentials)."""
+        ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes, *, tag: str, ttl: float) -> None:
+        """Store ``data``; ``ttl`` seconds is a hint for reclaiming space."""
+        ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def touch(self, times: dict[str, float]) -> None:
+        """Record the last use of keys (key -> time on the cache's clock)."""
+        ...
+
+    def count(self) -> int:
+        """Entries held (of this cache's namespace)."""
+        ...
+
+    def least_recent(self, n: int) -> list[str]:
+        """The ``n`` least recently used keys, oldest first."""
+        ...
+
+    def drop_tag(self, tag: str, *, prefix: bool = False) -> int:
+        """Delete the entries whose tag is ``tag`` (or starts with it); return how many."""
+        ...
+
+    def clear(self) -> None:
+        """Delete every entry of this cache's namespace, and nothing else."""
+        ...
+
+    def epoch(self) -> object:
+        """A value that changes whenever any process clears or invalidates."""
+        ...
+
+    def bump_epoch(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ResponseCache:
+    """LRU + TTL cache of complete answers, shared through a :class:`Store`.
+
+    :param directory: directory of the default diskcache store (created if
+        missing); ignored when ``store`` is given.
     :param ttl: seconds an entry lives after it was written (default 3600).
     :param max_size: entries held before the least recently used is evicted
         (a count, not bytes; default 1000).
     :param namespace: prefix of every key, so that unrelated users of one
-        directory never see each other's entries (default ``""``).
+        store never see each other's entries (default ``""``).
     :param clock: returns the current time in seconds; ``time.time`` unless
         a test injects another.
     :param sync_interval: seconds between checks of the shared epoch (default 1).
+    :param store: a factory of the shared store; default: a
+        :class:`~sarai_llm.disk_store.DiskStore` in ``directory``.
+    :param retry_interval: seconds before a failed store is opened again
+        (default 30).
     """
 
     def __init__(
         self,
-        directory: str | os.PathLike[str],
+        directory: str | os.PathLike[str] | None = None,
         *,
         ttl: float = 3600,
         max_size: int = 1000,
         namespace: str = "",
         clock: Clock = time.time,
         sync_interval: float = 1.0,
+        store: Callable[[], Store] | None = None,
+        retry_interval: float = 30.0,
     ):
-        self.directory = Path(directory)
+        if store is None:
+            if directory is None:
+                raise ValueError("ResponseCache needs a directory or a store")
+            path = Path(directory)
+
+            def store() -> Store:
+                from .disk_store import DiskStore
+
+                return DiskStore(path, namespace)
+
+        self.directory = Path(directory) if directory is not None else None
         self.ttl = ttl
         self.max_size = max_size
         self.namespace = namespace
         self.clock = clock
         self.sync_interval = sync_interval
+        self.retry_interval = retry_interval
         self.hits = 0
         self.misses = 0
         self.evictions = 0
         self.errors = 0
+        self._open_store = store
+        self._store: Store | None = None
+        self._where = str(directory) if directory is not None else "the shared store"
         self._front: OrderedDict[str, _Entry] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._warned = False
-        self._epoch_path = self.directory / "epoch"
-        self._epoch: tuple[int, int] | None = None
+        self._epoch: object = None
         self._next_sync = 0.0
-        self._disk: Any = None
+        self._retry_at = 0.0
         self._open()
 
     # -- setup and failure ------------------------------------------------------
 
     def _open(self) -> None:
         try:
-            import diskcache
-
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._disk = diskcache.Cache(
-                str(self.directory / "responses"),
-                eviction_policy="none",  # LRU by count is ours, see the module docstring
-                size_limit=2**62,
-                statistics=False,
-                tag_index=True,
-            )
-            self._epoch = self._read_epoch()
-        except Exception as exc:  # unwritable directory, corrupt database, ...
-            self._disk = None
+            store = self._open_store()
+            self._where = store.describe()
+            self._epoch = store.epoch()
+            self._store = store
+        except Exception as exc:  # unwritable directory, corrupt database, server down, ...
             self._fail("cannot open", exc)
 
     def _fail(self, what: str, exc: BaseException) -> None:
-        """Count a cache failure; warn the first time; keep answering uncached."""
+        """Count a store failure; warn the first time; answer uncached until it reopens."""
         self.errors += 1
         if not self._warned:
             self._warned = True
             log.warning(
                 "sarai_llm response cache disabled (%s %s: %s: %s); answering uncached",
                 what,
-                self.directory,
+                self._where,
                 type(exc).__name__,
                 exc,
             )
         self._front.clear()
         self._touched.clear()
-        if self._disk is not None:
+        store, self._store = self._store, None
+        self._retry_at = time.monotonic() + self.retry_interval
+        if store is not None:
             try:
-                self._disk.close()
+                store.close()
             except Exception:  # already broken
                 pass
-            self._disk = None
 
     @property
     def available(self) -> bool:
-        """False once the shared store has failed; the cache then only misses."""
-        return self._disk is not None
-
-    # -- epoch: cross-process clear / invalidate -----------------------------------
-
-    def _read_epoch(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self._epoch_path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
-
-    def _bump_epoch(self) -> None:
-        tmp = self._epoch_path.with_name(f"epoch.{os.getpid()}.tmp")
-        tmp.write_bytes(str(time.time_ns()).encode())
-        os.replace(tmp, self._epoch_path)
-        self._epoch = self._read_epoch()
+        """False while the shared store is failing; the cache then only misses."""
+        return self._store is not None
 
     def _sync(self) -> None:
-        self._next_sync = time.monotonic() + self.sync_interval
-        epoch = self._read_epoch()
+        """Drop the front when another process cleared or invalidated; reopen a failed store."""
+        now = time.monotonic()
+        self._next_sync = now + self.sync_interval
+        store = self._store
+        if store is None:
+            if now >= self._retry_at:
+                self._open()
+            return
+        try:
+            epoch = store.epoch()
+        except Exception as exc:
+            self._fail("cannot read the epoch of", exc)
+            return
         if epoch != self._epoch:
             self._epoch = epoch
             self._front.clear()
@@ -231,7 +286,7 @@ class ResponseCache:
 
         The value is the cache's own object: callers copy before handing it out.
         """
-        if time.monotonic() >= self._next_sync and self._disk is not None:
+        if time.monotonic() >= self._next_sync:
             self._sync()
         entry = self._front.get(key)
         now = self.clock()
@@ -242,8 +297,8 @@ class ResponseCache:
                 self.hits += 1
                 return entry.value
             self._drop(key)
-        elif self._disk is not None:
-            entry = self._load(key, now)
+        elif self._store is not None:
+            entry = self._load(self._store, key, now)
             if entry is not None:
                 self._remember(key, entry)
                 self._touched[key] = now
@@ -252,18 +307,19 @@ class ResponseCache:
         self.misses += 1
         return None
 
-    def _load(self, key: str, now: float) -> _Entry | None:
+    def _load(self, store: Store, key: str, now: float) -> _Entry | None:
         try:
-            raw = self._disk.get(key)
-            if raw is None:
-                return None
+            raw = store.get(key)
+        except Exception as exc:
+            self._fail("cannot read", exc)
+            return None
+        if raw is None:
+            return None
+        try:
             record = orjson.loads(raw)
             entry = _Entry(record["v"], float(record["e"]), str(record["t"]))
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
             self._drop(key)  # an entry we cannot read is an entry we do not have
-            return None
-        except Exception as exc:
-            self._fail("cannot read", exc)
             return None
         if entry.expires_at <= now:
             self._drop(key)
@@ -293,7 +349,8 @@ class ResponseCache:
 
         ``messages`` and ``model`` form the entry's tag for :meth:`invalidate`.
         """
-        if self._disk is None:
+        store = self._store
+        if store is None:
             return
         now = self.clock()
         entry = _Entry(value, now + self.ttl, _tag(messages, model))
@@ -302,55 +359,33 @@ class ResponseCache:
         except TypeError:
             return  # not JSON-like: not cacheable
         try:
-            # diskcache's own expiry (real time) only reclaims space; the
-            # cache's clock decides what is expired.
-            self._disk.set(key, data, expire=self.ttl + 60, tag=entry.tag)
+            store.put(key, data, tag=entry.tag, ttl=self.ttl)
             self._remember(key, entry)
             # Misses are rare and slow (an upstream call): write the recency
             # of every read since the last miss, with this entry's, so that
-            # LRU order on disk is current for every process.
+            # LRU order in the store is current for every process.
             self._touched[key] = now
-            self._flush_touches()
-            if len(self._disk) > self.max_size:
-                self._evict()
+            touched, self._touched = self._touched, {}
+            store.touch(touched)
+            excess = store.count() - self.max_size
+            if excess > 0:
+                self._evict(store, excess)
         except Exception as exc:
             self._fail("cannot write", exc)
 
-    def _flush_touches(self) -> None:
-        if not self._touched:
-            return
-        rows = [(t, k) for k, t in self._touched.items()]
-        self._touched.clear()
-        with self._disk.transact():
-            self._con().executemany("UPDATE Cache SET access_time = ? WHERE key = ? AND raw = 1", rows)
-
-    def _con(self) -> sqlite3.Connection:
-        """diskcache's SQLite connection, for the two queries it has no API for."""
-        con: sqlite3.Connection = self._disk._con  # noqa: SLF001
-        return con
-
-    def _evict(self) -> None:
-        """Remove the least recently used entries above ``max_size``."""
-        excess = len(self._disk) - self.max_size
-        if excess <= 0:
-            return
-        victims = [
-            row[0]
-            for row in self._con().execute(
-                "SELECT key FROM Cache WHERE raw = 1 ORDER BY access_time ASC, rowid ASC LIMIT ?", (excess,)
-            )
-        ]
-        for key in victims:
-            if self._disk.delete(key):
+    def _evict(self, store: Store, excess: int) -> None:
+        """Remove the ``excess`` least recently used entries."""
+        for key in store.least_recent(excess):
+            if store.delete(key):
                 self.evictions += 1
             self._front.pop(key, None)
 
     def _drop(self, key: str) -> None:
         self._front.pop(key, None)
         self._touched.pop(key, None)
-        if self._disk is not None:
+        if self._store is not None:
             try:
-                self._disk.delete(key)
+                self._store.delete(key)
             except Exception as exc:
                 self._fail("cannot delete", exc)
 
@@ -360,48 +395,44 @@ class ResponseCache:
         """Drop every entry for ``messages`` and ``model``, whatever its other parameters.
 
         ``model=None`` drops the entries of every model. Returns how many
-        entries were dropped (in the shared store).
+        entries were dropped from the shared store.
         """
         tag = _tag(list(messages), model)
-        dropped = 0
         for key, entry in list(self._front.items()):
             if entry.tag == tag or (model is None and entry.tag.startswith(tag)):
                 del self._front[key]
-        if self._disk is None:
+        store = self._store
+        if store is None:
             return 0
         try:
-            if model is not None:
-                dropped = int(self._disk.evict(tag))
-            else:
-                keys = [
-                    row[0]
-                    for row in self._con().execute(
-                        "SELECT key FROM Cache WHERE raw = 1 AND tag >= ? AND tag < ?", (tag, tag + "\uffff")
-                    )
-                ]
-                dropped = sum(1 for key in keys if self._disk.delete(key))
-            self._bump_epoch()
+            dropped = store.drop_tag(tag, prefix=model is None)
+            store.bump_epoch()
+            self._epoch = store.epoch()
         except Exception as exc:
             self._fail("cannot invalidate", exc)
+            return 0
         return dropped
 
     def clear(self) -> None:
-        """Drop every entry, in this process and in the shared directory."""
+        """Drop every entry of this namespace, in this process and in the shared store."""
         self._front.clear()
         self._touched.clear()
-        if self._disk is None:
+        store = self._store
+        if store is None:
             return
         try:
-            self._disk.clear()
-            self._bump_epoch()
+            store.clear()
+            store.bump_epoch()
+            self._epoch = store.epoch()
         except Exception as exc:
             self._fail("cannot clear", exc)
 
     def __len__(self) -> int:
-        if self._disk is None:
+        store = self._store
+        if store is None:
             return 0
         try:
-            return int(len(self._disk))
+            return store.count()
         except Exception as exc:
             self._fail("cannot count", exc)
             return 0
@@ -418,19 +449,26 @@ class ResponseCache:
             "evictions": self.evictions,
             "ttl": int(self.ttl) if float(self.ttl).is_integer() else self.ttl,
             "errors": self.errors,
-            "directory": str(self.directory),
+            "store": self._where,
         }
 
     def close(self) -> None:
         """Write pending LRU times and close the shared store."""
-        if self._disk is None:
+        store = self._store
+        if store is None:
             return
         try:
-            self._flush_touches()
-            self._disk.close()
+            if self._touched:
+                store.touch(self._touched)
+                self._touched = {}
         except Exception as exc:
-            self._fail("cannot close", exc)
-        self._disk = None
+            self._fail("cannot close", exc)  # closes the store too
+            return
+        self._store = None
+        try:
+            store.close()
+        except Exception:  # closing a store that has written everything: nothing left to lose
+            log.debug("closing the cache store failed", exc_info=True)
 
     def __repr__(self) -> str:
-        return f"ResponseCache(directory={str(self.directory)!r}, ttl={self.ttl}, max_size={self.max_size})"
+        return f"ResponseCache(store={self._where!r}, ttl={self.ttl}, max_size={self.max_size})"

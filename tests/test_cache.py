@@ -302,3 +302,34 @@ async def test_disabled_cache_has_no_stats_key(upstream: Any) -> None:
     assert (await sarai_llm.chat(MESSAGES))["cached"] is False
     stats = sarai_llm.get_stats()
     assert "cache" not in stats and stats["config"]["cache_enabled"] is False
+
+
+def test_namespaces_share_a_directory_without_seeing_each_other(tmp_path: Path) -> None:
+    rag = ResponseCache(tmp_path, namespace="rag")
+    bot = ResponseCache(tmp_path, namespace="bot")
+    rag.set(request_key("q", "rag") or "", answer("r"), messages=MESSAGES, model="m")
+    bot.set(request_key("q", "bot") or "", answer("b"), messages=MESSAGES, model="m")
+    assert (len(rag), len(bot)) == (1, 1)
+    rag.clear()
+    assert (len(rag), len(bot)) == (0, 1)
+
+
+def test_a_failed_store_is_opened_again_later(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sarai_llm.disk_store import DiskStore
+
+    attempts = []
+
+    def flaky_store() -> DiskStore:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("store down")
+        return DiskStore(tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="sarai_llm"):
+        cache = ResponseCache(store=flaky_store, retry_interval=0, sync_interval=0)
+        assert not cache.available
+        assert cache.get("k") is None  # this lookup reopens the store
+    assert cache.available
+    cache.set("k", answer("x"), messages=MESSAGES, model="m")
+    assert cache.get("k") is not None
+    assert cache.stats()["errors"] == 1
