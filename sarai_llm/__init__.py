@@ -30,11 +30,14 @@ from .errors import (
     ProviderTimeoutError,
     SaraiLLMError,
     StreamInterruptedError,
+    UnsafeDependencyError,
 )
+from .sync import chat_sync, embed_sync, health_check_sync, stream_chat_sync
 
 if TYPE_CHECKING:
     from .config import GatewayConfig
     from .gateway import Gateway
+    from .metrics import MetricsServer
 
 __version__ = "0.1.0"
 
@@ -54,15 +57,23 @@ __all__ = [
     "ProviderTimeoutError",
     "SaraiLLMError",
     "StreamInterruptedError",
+    "UnsafeDependencyError",
     "__version__",
+    "aclose",
     "chat",
+    "chat_sync",
     "clear_cache",
     "embed",
+    "embed_sync",
     "get_gateway",
     "get_stats",
     "health_check",
+    "health_check_sync",
+    "metrics_text",
     "reset_gateway",
+    "start_metrics_server",
     "stream_chat",
+    "stream_chat_sync",
 ]
 
 # A library is silent unless its user configures logging.
@@ -113,6 +124,19 @@ def reset_gateway() -> None:
         old, _gateway = _gateway, None
     if old is not None:
         old.close()
+
+
+async def aclose() -> None:
+    """Close the process-wide gateway's network clients and cache, and drop it.
+
+    For a clean shutdown from the event loop that made the calls; the next
+    call builds a new gateway, as after :func:`reset_gateway`.
+    """
+    global _gateway
+    with _lock:
+        old, _gateway = _gateway, None
+    if old is not None:
+        await old.aclose()
 
 
 async def chat(
@@ -194,6 +218,51 @@ def get_stats() -> dict[str, Any]:
 def clear_cache() -> None:
     """Drop every cached answer."""
     get_gateway().clear_cache()
+
+
+def metrics_text() -> str:
+    """The gateway's Prometheus metrics in the text exposition format.
+
+    ``llm_gateway_requests_total{provider,model}``,
+    ``llm_gateway_latency_seconds{provider,cached}``, ``llm_gateway_cache_hit_rate``
+    and the others listed in :mod:`sarai_llm.metrics`. With
+    ``PROMETHEUS_MULTIPROC_DIR`` set, the sum over every process using that directory.
+    """
+    return get_gateway().metrics.text()
+
+
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> MetricsServer:
+    """Serve :func:`metrics_text` at ``http://host:port/metrics`` from a daemon thread.
+
+    The same server shows a status page at ``http://host:port/`` (providers'
+    health and latency, cache, spend and savings, callers; refreshed every few
+    seconds) and its data at ``/stats.json``.
+
+    Each scrape reads the current process-wide gateway, so the endpoint keeps
+    working across :func:`reset_gateway`. ``LLM_GATEWAY_METRICS_PORT`` starts
+    one automatically when the gateway is created.
+
+    :param port: TCP port; ``0`` picks a free one (read it from ``.port``).
+    :param host: address to bind (default ``127.0.0.1``: this host only).
+    :returns: the running server; call ``.stop()`` (or use ``with``) to stop it.
+    :raises OSError: the address cannot be bound.
+    :raises ConfigError: the configuration is invalid (the gateway is created first).
+    """
+    from .metrics import MetricsServer
+
+    get_gateway()
+    return MetricsServer(_current_metrics, port, host, status=_current_status)
+
+
+def _current_metrics() -> Any:
+    gateway = _gateway
+    return gateway.metrics.exposed() if gateway is not None else None
+
+
+def _current_status() -> Any:
+    gateway = _gateway
+    metrics = getattr(gateway, "metrics", None)
+    return metrics.status_data() if metrics is not None else None
 
 
 def __getattr__(name: str) -> Any:

@@ -5,11 +5,13 @@ module on the first cache miss, never at ``import sarai_llm``.
 
 What lives here:
 
-* the mapping of a provider's settings to a LiteLLM model string and
-  ``api_base`` (:func:`litellm_params`);
+* the Router deployments built from :mod:`sarai_llm.mapping` (a provider's
+  settings as a LiteLLM model string and ``api_base``, without LiteLLM);
 * one ``litellm.Router`` per gateway, holding one deployment per
   (provider, model) with the provider's timeout and the configured retries;
 * normalisation of LiteLLM's responses into plain Python values;
+* :func:`cost_usd`, the price of an answer from LiteLLM's bundled price list
+  (offline) or the prices per token set in the configuration;
 * :func:`map_exception`, the one place where LiteLLM / openai / httpx errors
   become :class:`~sarai_llm.errors.ProviderError` subclasses.
 
@@ -22,12 +24,12 @@ keeps what it is good at: deployments, timeouts and retries with backoff.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from .config import GatewayConfig, ProviderConfig
 from .errors import (
@@ -39,6 +41,7 @@ from .errors import (
     ProviderTimeoutError,
     redact,
 )
+from .mapping import api_base, group_name, litellm_params, model_string  # noqa: F401 - re-exported
 
 # LiteLLM fetches its price map from the network at import unless told not to;
 # offline that blocks for 5-10 s. Respect a value the user chose.
@@ -51,10 +54,6 @@ from litellm.types.router import Deployment, LiteLLM_Params, RetryPolicy  # noqa
 
 log = logging.getLogger("sarai_llm")
 
-# A placeholder key for OpenAI-compatible servers that need none: the openai
-# SDK refuses to send a request without one.
-_NO_KEY = "sk-no-key-required"
-
 
 def _quiet_litellm() -> None:
     """Make LiteLLM a quiet library: no banners, its logs routed under ours.
@@ -66,7 +65,9 @@ def _quiet_litellm() -> None:
     This is the one place where ``litellm.*`` globals are changed.
     """
     # Pydantic warns about a TypedDict of LiteLLM's at the first stream; not the user's business.
-    warnings.filterwarnings("ignore", message=r"Item .* is using the .ReadOnly. qualifier", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"Items? .* (is|are) using the .ReadOnly. qualifier", category=UserWarning
+    )
     litellm.suppress_debug_info = True
     litellm.set_verbose = False  # type: ignore[attr-defined]
     target = logging.getLogger("sarai_llm.litellm")
@@ -101,58 +102,8 @@ _quiet_litellm()
 # --- settings -> LiteLLM -----------------------------------------------------
 
 
-def _with_v1(url: str) -> str:
-    """An OpenAI-compatible base without a path gets ``/v1``."""
-    return url + "/v1" if urlsplit(url).path in ("", "/") else url
-
-
-def _strip_suffix(url: str, suffix: str) -> str:
-    return url[: -len(suffix)] if url.endswith(suffix) else url
-
-
-def api_base(provider: ProviderConfig) -> str | None:
-    """The ``api_base`` LiteLLM needs for a provider's configured base URL.
-
-    Users give the server's URL; each protocol has its own convention:
-    OpenAI-compatible bases end in ``/v1``; LiteLLM appends ``/v1/messages``
-    to an Anthropic base and ``/api/...`` to an Ollama base, so those get the
-    server root.
-    """
-    url = provider.base_url.rstrip("/") if provider.base_url else None
-    if url is None:
-        return None
-    if provider.name == "ollama":
-        return _strip_suffix(url, "/api")
-    if provider.name == "anthropic":
-        return _strip_suffix(url, "/v1")
-    return _with_v1(url)
-
-
-def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
-    """The LiteLLM model string for ``model`` served by ``provider``."""
-    if provider.name == "ollama":
-        return f"ollama/{model}" if embedding else f"ollama_chat/{model}"
-    if provider.name == "anthropic":
-        return f"anthropic/{model}"
-    return f"openai/{model}"  # openai and every OpenAI-compatible local server
-
-
-def litellm_params(provider: ProviderConfig, model: str, *, embedding: bool = False) -> dict[str, Any]:
-    """Router deployment parameters for one (provider, model)."""
-    params: dict[str, Any] = {
-        "model": model_string(provider, model, embedding=embedding),
-        "timeout": provider.timeout,
-        "stream_timeout": provider.timeout,
-    }
-    base = api_base(provider)
-    if base is not None:
-        params["api_base"] = base
-    key = provider.api_key.get_secret_value() if provider.api_key else None
-    if key:
-        params["api_key"] = key
-    elif provider.name != "ollama" and base is not None:
-        params["api_key"] = _NO_KEY
-    return params
+# api_base, model_string and litellm_params live in sarai_llm.mapping (no LiteLLM import),
+# shared with the LiteLLM Proxy export; re-exported here for existing imports.
 
 
 # --- results -------------------------------------------------------------------
@@ -166,6 +117,16 @@ class Completion:
     model: str
     usage: dict[str, int]
     finish_reason: str | None
+    cost_usd: float = 0.0
+
+
+@dataclass
+class Embeddings:
+    """The vectors of one embedding call (input order) and the usage the provider reported."""
+
+    vectors: list[list[float]]
+    usage: dict[str, int]
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -184,6 +145,49 @@ def _usage(raw: Any) -> dict[str, int]:
     completion = int(getattr(raw, "completion_tokens", 0) or 0)
     total = int(getattr(raw, "total_tokens", 0) or 0) or prompt + completion
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+# --- cost ------------------------------------------------------------------------
+
+# Providers whose models cost nothing unless the configuration prices them. LiteLLM
+# is never asked about them: its Ollama pricing asks the Ollama server for model info.
+_FREE_PROVIDERS = frozenset({"ollama", "local"})
+_unpriced: set[str] = set()  # LiteLLM model strings its price list does not know
+
+
+def cost_usd(
+    provider: ProviderConfig, model: str, usage: Mapping[str, Any] | None, *, embedding: bool = False
+) -> float:
+    """What one answer cost, in US dollars; 0.0 when the price is unknown.
+
+    The configuration's prices per token win (:attr:`ProviderConfig.priced`);
+    otherwise ollama and local cost 0, and openai / anthropic models are priced
+    by LiteLLM's price list shipped with the package (``LITELLM_LOCAL_MODEL_COST_MAP``
+    is set, so it is never fetched). Never raises.
+    """
+    if not usage:
+        return 0.0
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    if provider.priced:
+        return prompt * (provider.input_cost_per_token or 0.0) + completion * (provider.output_cost_per_token or 0.0)
+    if provider.name in _FREE_PROVIDERS or not (prompt or completion):
+        return 0.0
+    name = model_string(provider, model, embedding=embedding)
+    if name in _unpriced:
+        return 0.0
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=name,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            call_type="embedding" if embedding else "completion",
+        )
+        total = float(prompt_cost) + float(completion_cost)
+    except Exception:  # not in the price list (a compatible server's own model name), or malformed
+        _unpriced.add(name)
+        return 0.0
+    return total if math.isfinite(total) and total > 0.0 else 0.0
 
 
 def _served_model(response: Any, fallback: str) -> str:
@@ -216,12 +220,21 @@ class LiteLLMAdapter:
             disable_cooldowns=True,
         )
 
+    async def aclose(self) -> None:
+        """Close the HTTP clients LiteLLM cached, and forget them (new ones open on demand)."""
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        try:
+            await close_litellm_async_clients()  # type: ignore[no-untyped-call]
+        finally:
+            litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
+
     def _group(self, provider: ProviderConfig, model: str, embedding: bool) -> str:
         """The Router model group for (provider, model), added on first use."""
         key = (provider.name, model, embedding)
         group = self._groups.get(key)
         if group is None:
-            group = f"{provider.name}{'/embed' if embedding else ''}/{model}"
+            group = group_name(provider, model, embedding=embedding)
             params = litellm_params(provider, model, embedding=embedding)
             self.router.add_deployment(Deployment(model_name=group, litellm_params=LiteLLM_Params(**params)))
             self._groups[key] = group
@@ -236,14 +249,24 @@ class LiteLLMAdapter:
             response = await self.router.acompletion(model=group, messages=list(messages), **params)
             choice = response.choices[0]
             content = choice.message.content
-            return Completion(
+            usage = _usage(getattr(response, "usage", None))
+            answer = Completion(
                 content=content if isinstance(content, str) else "",
                 model=_served_model(response, model),
-                usage=_usage(getattr(response, "usage", None)),
+                usage=usage,
                 finish_reason=choice.finish_reason,
             )
         except Exception as exc:
             raise map_exception(exc, provider.name) from exc
+        answer.cost_usd = cost_usd(provider, model, usage)
+        return answer
+
+    @staticmethod
+    def cost(
+        provider: ProviderConfig, model: str, usage: Mapping[str, Any] | None, *, embedding: bool = False
+    ) -> float:
+        """:func:`cost_usd` of an answer of ``model`` on ``provider`` (streams)."""
+        return cost_usd(provider, model, usage, embedding=embedding)
 
     async def open_stream(
         self,
@@ -263,7 +286,7 @@ class LiteLLMAdapter:
             raise map_exception(exc, provider.name) from exc
 
     @staticmethod
-    async def iterate_stream(stream: Any, provider: str, state: StreamState) -> AsyncIterator[str]:
+    async def iterate_stream(stream: Any, provider: str, state: StreamState) -> AsyncGenerator[str, None]:
         """Yield the text pieces of an open stream, recording model, usage and finish."""
         try:
             async for chunk in stream:
@@ -294,18 +317,19 @@ class LiteLLMAdapter:
         except Exception:  # closing a broken stream may fail again; nothing to do
             log.debug("closing an upstream stream failed", exc_info=True)
 
-    async def embed(self, provider: ProviderConfig, model: str, texts: list[str]) -> list[list[float]]:
-        """Embed ``texts`` in one upstream call; vectors in input order."""
+    async def embed(self, provider: ProviderConfig, model: str, texts: list[str]) -> Embeddings:
+        """Embed ``texts`` in one upstream call; vectors in input order, with usage and cost."""
         group = self._group(provider, model, True)
         try:
             response = await self.router.aembedding(model=group, input=texts)
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
+            usage = _usage(getattr(response, "usage", None))
         except Exception as exc:
             raise map_exception(exc, provider.name) from exc
         if len(vectors) != len(texts):
             raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
-        return vectors
+        return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True))
 
 
 def _field(item: Any, name: str) -> Any:
@@ -342,7 +366,9 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     chain = _chain(exc)
-    status = getattr(exc, "status_code", None)
+    # LiteLLM files some upstream statuses under another class (an Anthropic
+    # 503 becomes its InternalServerError, 500); the provider's own status wins.
+    status = getattr(exc, "provider_status_code", None) or getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     message = _message(exc)
     names = {type(e).__name__ for e in chain}

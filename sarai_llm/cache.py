@@ -281,10 +281,12 @@ class ResponseCache:
 
     # -- the hot path ------------------------------------------------------------
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, *, count_miss: bool = True) -> dict[str, Any] | None:
         """The stored value for ``key``, or ``None``; counts a hit or a miss.
 
         The value is the cache's own object: callers copy before handing it out.
+        ``count_miss=False`` leaves a miss for the caller to count (with
+        :meth:`count_miss`) once it knows the request is a real one.
         """
         if time.monotonic() >= self._next_sync:
             self._sync()
@@ -304,8 +306,13 @@ class ResponseCache:
                 self._touched[key] = now
                 self.hits += 1
                 return entry.value
-        self.misses += 1
+        if count_miss:
+            self.misses += 1
         return None
+
+    def count_miss(self) -> None:
+        """Count a miss that :meth:`get` was told not to count."""
+        self.misses += 1
 
     def _load(self, store: Store, key: str, now: float) -> _Entry | None:
         try:

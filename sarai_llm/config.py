@@ -17,10 +17,12 @@ The YAML file holds a top-level ``llm_gateway:`` mapping::
       fallback_providers: ["local"]        # or "local,openai"
       ollama: {base_url: "http://localhost:11434", default_model: "llama3.2:latest", timeout: 300}
       cache: {enabled: true, ttl: 3600, max_size: 1000}
+      # many hosts: cache: {backend: redis, redis_url: "redis://cache-host:6379/0"}
 
 Every invalid value raises :class:`~sarai_llm.errors.ConfigError` naming where it
 came from (``LLM_GATEWAY_CACHE_TTL (environment)``, ``/path/config.yaml:
-llm_gateway.cache.ttl``, ...) and never quoting an API key.
+llm_gateway.cache.ttl``, ...) and never quoting an API key. ``redis_url``
+(``LLM_GATEWAY_REDIS_URL``) is a secret like the API keys: a URL may hold a password.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -71,7 +73,9 @@ ENV_PREFIX = "LLM_GATEWAY_"
 """Prefix of every environment variable (and ``.env`` entry) read by :class:`GatewayConfig`."""
 
 _ERROR_PREFIX = "Invalid configuration: "
-_SECRET_FIELDS = frozenset(f"{name}_api_key" for name in PROVIDERS)
+_API_KEY_FIELDS = tuple(f"{name}_api_key" for name in PROVIDERS)
+# redis_url is a secret too: a URL may hold a password (redis://:PASSWORD@host:6379/0).
+_SECRET_FIELDS = frozenset((*_API_KEY_FIELDS, "redis_url"))
 _BASE_URL_FIELDS = tuple(f"{name}_base_url" for name in PROVIDERS)
 _OPTIONAL_TEXT_FIELDS = (
     "openai_base_url",
@@ -93,6 +97,8 @@ _YAML_FLAT_KEYS = (
     "cooldown_time",
     "health_timeout",
     "metrics_port",
+    "metrics_host",
+    "metrics_global",
     "deadline",
 )
 # YAML key inside a provider section -> suffix of the field "<provider>_<suffix>".
@@ -103,10 +109,24 @@ _YAML_PROVIDER_KEYS = {
     "embed_model": "embed_model",
     "timeout": "timeout",
     "api_key": "api_key",
+    "input_cost_per_token": "input_cost_per_token",
+    "output_cost_per_token": "output_cost_per_token",
 }
-_YAML_CACHE_KEYS = ("enabled", "ttl", "max_size", "dir", "namespace")
+# YAML key inside the cache section -> field name.
+_YAML_CACHE_KEYS = {
+    "enabled": "cache_enabled",
+    "ttl": "cache_ttl",
+    "max_size": "cache_max_size",
+    "dir": "cache_dir",
+    "namespace": "cache_namespace",
+    "backend": "cache_backend",
+    "redis_url": "redis_url",
+}
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# A price in US dollars per token; None: LiteLLM's price list (0 for ollama and local).
+Price = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
 
 
 # --- per-provider and cache views ---------------------------------------------
@@ -132,6 +152,16 @@ class ProviderConfig(BaseModel):
     """Embedding model; ``None`` means the provider cannot embed (always ``None`` for anthropic)."""
     timeout: float
     """Seconds one request may take before it fails (default 300)."""
+    input_cost_per_token: float | None = None
+    """US dollars per prompt token set in the configuration; ``None``: LiteLLM's price list
+    (ollama and local cost 0). See :attr:`priced`."""
+    output_cost_per_token: float | None = None
+    """US dollars per completion token set in the configuration; ``None``: as :attr:`input_cost_per_token`."""
+
+    @property
+    def priced(self) -> bool:
+        """Whether the configuration prices this provider's tokens (either price set; the other is then 0)."""
+        return self.input_cost_per_token is not None or self.output_cost_per_token is not None
 
     @property
     def configured(self) -> bool:
@@ -168,9 +198,13 @@ class CacheConfig(BaseModel):
     max_size: int
     """Entries held before the least recently used is evicted (default 1000)."""
     dir: Path | None
-    """Directory of the disk cache; ``None`` means a private temporary directory."""
+    """Directory of the disk cache; ``None`` means the per-user ``~/.cache/sarai_llm``."""
     namespace: str
     """Prefix that separates the entries of several applications sharing one directory (default ``""``)."""
+    backend: Literal["disk", "redis"] = "disk"
+    """Where the shared entries live: ``"disk"`` (diskcache in :attr:`dir`, one host) or ``"redis"``."""
+    redis_url: SecretStr | None = None
+    """URL of the Redis server of the ``"redis"`` backend (a secret: it may hold a password)."""
 
 
 # --- sources that remember what they provided ---------------------------------
@@ -330,7 +364,8 @@ def _flatten_yaml(section: dict[Any, Any], path: Path) -> tuple[dict[str, Any], 
             for sub, sub_value in _mapping(value, path, f"{_YAML_ROOT}.cache").items():
                 if sub not in _YAML_CACHE_KEYS:
                     raise _unknown_key(path, f"{_YAML_ROOT}.cache", sub, _YAML_CACHE_KEYS)
-                flat[f"cache_{sub}"], where[f"cache_{sub}"] = sub_value, f"{_YAML_ROOT}.cache.{sub}"
+                field_name = _YAML_CACHE_KEYS[sub]
+                flat[field_name], where[field_name] = sub_value, f"{_YAML_ROOT}.cache.{sub}"
         else:
             raise _unknown_key(path, _YAML_ROOT, key, (*_YAML_FLAT_KEYS, *PROVIDERS, "cache"))
     return flat, where
@@ -381,6 +416,38 @@ def _check_base_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise _url_error()
     return url
+
+
+def _check_redis_url(value: str) -> str:
+    """Accept ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs; the error never quotes the URL."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        parts = None
+    ok = parts is not None and parts.scheme.lower() in _REDIS_SCHEMES
+    if ok and parts is not None:
+        ok = bool(parts.path) if parts.scheme.lower() == "unix" else bool(parts.hostname)
+    if not ok:
+        raise PydanticCustomError(
+            "redis_url", "expected a redis://, rediss:// or unix:// URL, like redis://localhost:6379/0"
+        )
+    return value
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The parts of a Redis URL to scrub from texts: the URL and its password, when it has credentials."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None and "password=" not in parts.query:
+        return []
+    found = [url]
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for item in parts.query.split("&"):
+        name, _, value = item.partition("=")
+        if name == "password" and value:
+            found += [value, unquote(value)]
+    return found
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:
@@ -434,6 +501,10 @@ class GatewayConfig(BaseSettings):
     """Seconds per Ollama request (default 300)."""
     ollama_api_key: SecretStr | None = None
     """API key for an Ollama server behind an authenticating proxy (default none)."""
+    ollama_input_cost_per_token: Price = None
+    """US dollars per prompt token on ollama (default: 0, a local model)."""
+    ollama_output_cost_per_token: Price = None
+    """US dollars per completion token on ollama (default: 0, a local model)."""
 
     openai_api_key: SecretStr | None = None
     """OpenAI API key (default none)."""
@@ -445,6 +516,10 @@ class GatewayConfig(BaseSettings):
     """OpenAI embedding model (default ``text-embedding-3-small``)."""
     openai_timeout: Seconds = 300.0
     """Seconds per OpenAI request (default 300)."""
+    openai_input_cost_per_token: Price = None
+    """US dollars per prompt token on openai (default: LiteLLM's price list)."""
+    openai_output_cost_per_token: Price = None
+    """US dollars per completion token on openai (default: LiteLLM's price list)."""
 
     anthropic_api_key: SecretStr | None = None
     """Anthropic API key (default none)."""
@@ -454,6 +529,10 @@ class GatewayConfig(BaseSettings):
     """Anthropic chat model (default ``claude-3-5-sonnet-20241022``); Anthropic has no embeddings."""
     anthropic_timeout: Seconds = 300.0
     """Seconds per Anthropic request (default 300)."""
+    anthropic_input_cost_per_token: Price = None
+    """US dollars per prompt token on anthropic (default: LiteLLM's price list)."""
+    anthropic_output_cost_per_token: Price = None
+    """US dollars per completion token on anthropic (default: LiteLLM's price list)."""
 
     local_base_url: str = "http://localhost:8080"
     """URL of a local OpenAI-compatible server: llama.cpp, LocalAI, vLLM (default ``http://localhost:8080``)."""
@@ -465,6 +544,10 @@ class GatewayConfig(BaseSettings):
     """Seconds per request to the local server (default 300)."""
     local_api_key: SecretStr | None = None
     """API key of the local server, when it wants one (default none)."""
+    local_input_cost_per_token: Price = None
+    """US dollars per prompt token on local (default: 0, a local model)."""
+    local_output_cost_per_token: Price = None
+    """US dollars per completion token on local (default: 0, a local model)."""
 
     cache_enabled: bool = True
     """Whether responses are cached (default ``True``)."""
@@ -473,9 +556,13 @@ class GatewayConfig(BaseSettings):
     cache_max_size: int = Field(default=1000, ge=1)
     """Entries the cache holds before evicting the least recently used (default 1000)."""
     cache_dir: Path | None = None
-    """Directory of the disk cache (default none: a private temporary directory)."""
+    """Directory of the disk cache (default none: ``$XDG_CACHE_HOME/sarai_llm`` or ``~/.cache/sarai_llm``)."""
     cache_namespace: str = ""
     """Prefix separating applications that share one cache directory (default ``""``)."""
+    cache_backend: Literal["disk", "redis"] = "disk"
+    """Where cached answers are shared: ``disk`` (diskcache, one host) or ``redis`` (many hosts; default ``disk``)."""
+    redis_url: SecretStr | None = None
+    """URL of the Redis server for ``cache_backend=redis`` (``redis://[:password@]host:6379/0``; a secret)."""
 
     num_retries: int = Field(default=0, ge=0)
     """Retries of the same provider before falling back (default 0)."""
@@ -489,6 +576,10 @@ class GatewayConfig(BaseSettings):
     """Seconds a whole call may take across its chain of providers (default: no bound)."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port of the Prometheus HTTP endpoint (default none: not served)."""
+    metrics_host: str = "127.0.0.1"
+    """Address the Prometheus endpoint binds (default loopback only)."""
+    metrics_global: bool = False
+    """Register the metrics in prometheus-client's global registry (default: the gateway's own)."""
     config: Path | None = None
     """YAML file to read (``LLM_GATEWAY_CONFIG``); default ``./config.yaml`` when it exists."""
 
@@ -520,7 +611,14 @@ class GatewayConfig(BaseSettings):
             provenance[name] = "default" if source is None else source.label
         self._provenance = provenance
         self._config_file = next((s.path for s in sources if isinstance(s, _YamlSource)), None)
-        register_secrets(key.get_secret_value() for key in self._api_keys())
+        register_secrets(self._secret_values())
+        if self.cache_backend == "redis" and self.redis_url is None:
+            source = _first_source(sources, "cache_backend")
+            where = source.describe("cache_backend") if source is not None else "cache_backend (default)"
+            raise ConfigError(
+                f"{_ERROR_PREFIX}{where}: the redis cache backend needs {ENV_PREFIX}REDIS_URL "
+                "(like redis://localhost:6379/0; YAML: llm_gateway.cache.redis_url)"
+            )
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
@@ -543,7 +641,7 @@ class GatewayConfig(BaseSettings):
         copy = super().model_copy(update=update, deep=deep)
         if update:
             copy._provenance = {**self._provenance, **dict.fromkeys(update, "argument")}
-            register_secrets(key.get_secret_value() for key in copy._api_keys())
+            register_secrets(copy._secret_values())
         return copy
 
     @classmethod
@@ -619,6 +717,18 @@ class GatewayConfig(BaseSettings):
     def _valid_base_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_base_url(value)
 
+    @field_validator("cache_backend", mode="before")
+    @classmethod
+    def _normalise_backend(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_redis_url(value.get_secret_value())
+        return value
+
     @field_validator("cache_dir", "config")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
@@ -645,6 +755,8 @@ class GatewayConfig(BaseSettings):
             model=getattr(self, f"{key}_model"),
             embed_model=embed_model,
             timeout=getattr(self, f"{key}_timeout"),
+            input_cost_per_token=getattr(self, f"{key}_input_cost_per_token"),
+            output_cost_per_token=getattr(self, f"{key}_output_cost_per_token"),
         )
 
     @property
@@ -666,6 +778,8 @@ class GatewayConfig(BaseSettings):
             max_size=self.cache_max_size,
             dir=self.cache_dir,
             namespace=self.cache_namespace,
+            backend=self.cache_backend,
+            redis_url=self.redis_url,
         )
 
     @property
@@ -698,9 +812,12 @@ class GatewayConfig(BaseSettings):
             result[name] = value
         return result
 
-    def _api_keys(self) -> list[SecretStr]:
-        keys = (getattr(self, name) for name in sorted(_SECRET_FIELDS))
-        return [key for key in keys if key is not None]
+    def _secret_values(self) -> list[str]:
+        """The values :func:`~sarai_llm.errors.redact` must scrub: API keys, and a Redis URL's credentials."""
+        values = [key.get_secret_value() for key in (getattr(self, name) for name in _API_KEY_FIELDS) if key]
+        if self.redis_url is not None:
+            values += _url_secrets(self.redis_url.get_secret_value())
+        return values
 
 
 # --- loading helpers -----------------------------------------------------------

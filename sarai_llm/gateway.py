@@ -7,9 +7,10 @@ cheap; LiteLLM is imported by :meth:`Gateway._adapter` on the first miss.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +24,7 @@ from .errors import (
     ProviderTimeoutError,
     StreamInterruptedError,
 )
+from .redis_store import store_factory
 from .stats import Stats
 from .supply_chain import check_litellm
 
@@ -45,6 +47,11 @@ _perf = time.perf_counter
 
 
 def _check_messages(messages: object) -> list[dict[str, Any]]:
+    """The messages as a list, or :class:`InvalidRequestError` saying what is wrong.
+
+    Checks the shape (cheap, on every call). :func:`_check_sendable` checks
+    the values on the way upstream.
+    """
     if not isinstance(messages, list | tuple) or not messages:
         raise InvalidRequestError(
             f"messages must be a non-empty list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
@@ -53,18 +60,56 @@ def _check_messages(messages: object) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise InvalidRequestError(f"messages[{i}] must be a dict, got {type(message).__name__}")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequestError(f"messages[{i}]['role'] must be one of {sorted(_ROLES)}, got {role!r}")
         content = message.get("content")
-        if not isinstance(content, str):
-            if content is None and (message.get("tool_calls") or message.get("function_call")):
-                continue
-            if not (isinstance(content, list) and all(isinstance(part, dict) for part in content)):
-                raise InvalidRequestError(
-                    f"messages[{i}]['content'] must be a string (or a list of content parts), "
-                    f"got {type(content).__name__}"
-                )
+        if isinstance(content, str):
+            if len(message) > 2:
+                _check_extras(i, message)
+            continue
+        if content is None and (message.get("tool_calls") or message.get("function_call")):
+            _check_extras(i, message)
+            continue
+        if not isinstance(content, list) or not all(
+            isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
+        ):
+            raise InvalidRequestError(
+                f"messages[{i}]['content'] must be a string or a list of content parts "
+                f"({{'type': 'text', ...}}), got {_describe(content)}"
+            )
+        _check_extras(i, message)
     return messages if isinstance(messages, list) else list(messages)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, list):
+        return "a list with an item that is not a {'type': str, ...} dict"
+    return type(value).__name__
+
+
+def _check_extras(i: int, message: dict[str, Any]) -> None:
+    """The optional keys of a message, when present."""
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None and not (
+        isinstance(tool_calls, list) and all(isinstance(call, dict) for call in tool_calls)
+    ):
+        raise InvalidRequestError(f"messages[{i}]['tool_calls'] must be a list of dicts")
+    name = message.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequestError(f"messages[{i}]['name'] must be a string")
+
+
+def _check_sendable(messages: list[dict[str, Any]]) -> None:
+    """Messages must be strict JSON in UTF-8: no NaN, no lone surrogates, no foreign objects.
+
+    Runs on the way upstream only (a miss), where it costs microseconds
+    against milliseconds, so a caller's mistake is never counted as a
+    provider's failure.
+    """
+    try:
+        json.dumps(messages, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidRequestError(f"messages cannot be sent as JSON: {exc}") from None
 
 
 def _check_params(
@@ -101,11 +146,16 @@ def _check_call_options(caller: object, deadline: object) -> None:
 
 def _check_texts(text: object) -> tuple[list[str], bool]:
     """The texts to embed, and whether one text (not a list) was given."""
-    if isinstance(text, str):
-        return [text], True
-    if isinstance(text, list | tuple) and text and all(isinstance(t, str) for t in text):
-        return list(text), False
-    raise InvalidRequestError(f"text must be a string or a non-empty list of strings, got {type(text).__name__}")
+    single = isinstance(text, str)
+    texts = [text] if single else text
+    if not isinstance(texts, list | tuple) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequestError(f"text must be a string or a non-empty list of strings, got {type(text).__name__}")
+    for t in texts:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(f"text cannot be sent: {exc}") from None
+    return list(texts), single
 
 
 # --- provider chain and breaker ---------------------------------------------------
@@ -176,19 +226,23 @@ class Gateway:
         self._chains: dict[str | None, list[ProviderConfig]] = {}
         self._keymakers: dict[tuple[str, str | None], KeyMaker] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.last_health: dict[str, dict[str, Any]] = {}
+        """The latest :meth:`health_check` result per provider, with ``checked_at`` (epoch seconds)."""
         self.cache: ResponseCache | None = None
         settings = self.config.cache_settings
         if settings.enabled:
+            store = store_factory(self.config)  # None: the default diskcache store
             self.cache = ResponseCache(
-                settings.dir or default_cache_dir(),
+                None if store is not None else settings.dir or default_cache_dir(),
                 ttl=settings.ttl,
                 max_size=settings.max_size,
                 namespace=settings.namespace,
                 clock=cache_clock or time.time,
+                store=store,
             )
         # Prometheus: a collector on a registry this gateway owns; serves
-        # LLM_GATEWAY_METRICS_PORT when set. Released by close().
-        self.metrics = GatewayMetrics.for_config(self.config, self.stats, self.cache)
+        # LLM_GATEWAY_METRICS_PORT when set, with the status page. Released by close().
+        self.metrics = GatewayMetrics.for_config(self.config, self.stats, self.cache, status=self.status)
 
     def __repr__(self) -> str:
         chain = [self.config.primary_provider, *self.config.fallback_providers]
@@ -214,6 +268,8 @@ class Gateway:
         Providers without the settings they need are left out; when none is
         left, :class:`NoProvidersError` says which settings to set.
         """
+        if provider is not None and not isinstance(provider, str):
+            raise InvalidRequestError(f"provider must be one of {list(PROVIDERS)} or None, got {provider!r}")
         cached = self._chains.get(provider)
         if cached is not None:
             return cached
@@ -288,7 +344,9 @@ class Gateway:
                     if isinstance(exc, ProviderError)
                     else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
                 )
-                stats.failure(name, chosen, (_perf() - started) * 1000.0, error)
+                stats.failure(
+                    name, chosen, (_perf() - started) * 1000.0, error, operation="embeddings" if embedding else "chat"
+                )
                 breaker.failure(name)
                 errors[name] = error
                 log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
@@ -318,19 +376,26 @@ class Gateway:
     ) -> dict[str, Any]:
         """Answer a chat; see :func:`sarai_llm.chat`."""
         started = _perf()
-        msgs = _check_messages(messages)
-        _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
         _check_call_options(caller, deadline)
         chain = self.chain(provider)
-        self.stats.request()
         key = None
         cache = self.cache
-        if use_cache and cache is not None:
-            key = self._keymaker("chat", provider, chain).key((model, msgs, temperature, max_tokens, provider_kwargs))
+        if use_cache is True and cache is not None:
+            # Look up before checking the arguments: only a valid request can
+            # have been cached, so a hit needs no further check (the hot path).
+            key = self._keymaker("chat", provider, chain).key(
+                (model, messages, temperature, max_tokens, provider_kwargs)
+            )
             if key is not None:
-                hit = cache.get(key)
+                hit = cache.get(key, count_miss=False)
                 if hit is not None:
+                    self.stats.request()
                     return self._answered(hit, True, False, started, caller)
+        msgs = _check_messages(messages)
+        _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
+        self.stats.request()
+        if key is not None:
+            cache.count_miss()  # type: ignore[union-attr]
         request = _Request(chain, msgs, model, temperature, max_tokens, provider_kwargs, caller, key, deadline)
         try:
             return await self._lead_or_follow(request, started)
@@ -353,8 +418,14 @@ class Gateway:
     def _answered(
         self, answer: Mapping[str, Any], cached: bool, coalesced: bool, started: float, caller: str | None
     ) -> dict[str, Any]:
-        """A fresh result dict (mutating it never changes the cache), counted."""
+        """A fresh result dict (mutating it never changes the cache), counted.
+
+        ``cost_usd`` is what this call spent upstream: the answer's cost, 0.0
+        for a hit, whose replayed answer's cost is counted as saved instead.
+        """
         latency_ms = (_perf() - started) * 1000.0
+        cost = answer.get("cost_usd") or 0.0  # entries cached before costs were recorded have none
+        spent, saved = (0.0, cost) if cached else (cost, 0.0)
         result = {
             "content": answer["content"],
             "model": answer["model"],
@@ -364,14 +435,25 @@ class Gateway:
             "cached": cached,
             "coalesced": coalesced,
             "latency_ms": latency_ms,
+            "cost_usd": spent,
         }
-        self.stats.answered(answer["provider"], answer["model"], cached=cached, latency_ms=latency_ms, caller=caller)
+        self.stats.answered(
+            answer["provider"],
+            answer["model"],
+            cached=cached,
+            latency_ms=latency_ms,
+            caller=caller,
+            cost_usd=spent,
+            saved_usd=saved,
+        )
         return result
 
     async def _lead_or_follow(self, request: _Request, started: float) -> dict[str, Any]:
         """Make the upstream call, or wait for an identical one already in flight."""
         key = request.key
         while key is not None and (leader := self._inflight.get(key)) is not None:
+            if leader.get_loop() is not asyncio.get_running_loop():
+                break  # in flight on another event loop (a sync call from a notebook): ask on our own
             try:
                 answer = await asyncio.shield(leader)
             except asyncio.CancelledError:
@@ -388,28 +470,35 @@ class Gateway:
     async def _lead(self, request: _Request, started: float) -> dict[str, Any]:
         key = request.key
         future: asyncio.Future[dict[str, Any]] | None = None
-        if key is not None:
+        if key is not None and key not in self._inflight:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
         try:
             answer = await self._complete(request)
         except BaseException as exc:
             if future is not None:
-                del self._inflight[key]  # type: ignore[arg-type]
+                self._release(key, future)
                 if isinstance(exc, asyncio.CancelledError):
                     future.cancel()
                 else:
                     future.set_exception(exc)
                     future.exception()  # mark retrieved: no warning when nobody followed
             raise
-        if future is not None and key is not None:
-            del self._inflight[key]
+        if key is not None:
             assert self.cache is not None
             self.cache.set(key, answer, messages=request.messages, model=request.model or request.chain[0].model)
+        if future is not None:
+            self._release(key, future)
             future.set_result(answer)
         return self._answered(answer, False, False, started, request.caller)
 
+    def _release(self, key: str | None, future: asyncio.Future[dict[str, Any]]) -> None:
+        """Stop offering ``future`` to followers (only if it is still the one registered)."""
+        if key is not None and self._inflight.get(key) is future:
+            del self._inflight[key]
+
     async def _complete(self, request: _Request) -> dict[str, Any]:
+        _check_sendable(request.messages)
         adapter = self._adapter()
         params = request.params()
         msgs = request.messages
@@ -427,6 +516,7 @@ class Gateway:
             "provider": answered_by.name,
             "usage": completion.usage,
             "finish_reason": completion.finish_reason,
+            "cost_usd": completion.cost_usd,  # cached with the answer: a hit knows what it saved
         }
 
     # -- streaming -------------------------------------------------------------------
@@ -452,6 +542,7 @@ class Gateway:
         msgs = _check_messages(messages)
         _check_params(temperature, max_tokens, model, use_cache, provider_kwargs)
         _check_call_options(caller, deadline)
+        _check_sendable(msgs)  # streams are not the microsecond path: check all at the call site
         chain = self.chain(provider)
         key = None
         if use_cache and self.cache is not None:
@@ -459,7 +550,7 @@ class Gateway:
         request = _Request(chain, msgs, model, temperature, max_tokens, dict(provider_kwargs), caller, key, deadline)
         return self._stream(request)
 
-    async def _stream(self, request: _Request) -> AsyncIterator[str]:
+    async def _stream(self, request: _Request) -> AsyncGenerator[str, None]:
         started = _perf()
         self.stats.request()
         if request.key is not None:
@@ -467,18 +558,23 @@ class Gateway:
             hit = self.cache.get(request.key)
             if hit is not None:
                 # A stream's entry replays its chunks; a chat's entry is one chunk.
-                for piece in hit.get("chunks") or [hit["content"]]:
+                for piece in hit.get("chunks") or ([hit["content"]] if hit["content"] else []):
                     yield piece
                 self._answered(hit, True, False, started, request.caller)
                 return
+        upstream = self._stream_upstream(request, started)
         try:
-            async for piece in self._stream_upstream(request, started):
+            async for piece in upstream:
                 yield piece
-        except BaseException:
+        except Exception:
             self.stats.call_failed(request.caller)
             raise
+        finally:
+            # Close the upstream stream now, not when the collector finds it,
+            # also when the consumer stops early or is cancelled.
+            await upstream.aclose()
 
-    async def _stream_upstream(self, request: _Request, started: float) -> AsyncIterator[str]:
+    async def _stream_upstream(self, request: _Request, started: float) -> AsyncGenerator[str, None]:
         adapter = self._adapter()
         from ._litellm import StreamState
 
@@ -486,7 +582,7 @@ class Gateway:
         state = StreamState()
         opened_at = 0.0
 
-        async def attempt(provider: ProviderConfig, model: str) -> tuple[Any, str, AsyncIterator[str]]:
+        async def attempt(provider: ProviderConfig, model: str) -> tuple[Any, str, AsyncGenerator[str, None]]:
             # The attempt succeeds when the stream delivers its first piece (or
             # ends cleanly without text): until then, failing over is safe.
             nonlocal opened_at
@@ -522,7 +618,7 @@ class Gateway:
             complete = True
         finally:
             if not complete:  # failed, or abandoned by the consumer: close upstream, cache nothing
-                await pieces.aclose()  # type: ignore[attr-defined]
+                await pieces.aclose()
                 await adapter.close_stream(stream)
         await adapter.close_stream(stream)
         self.stats.success(name, model, (_perf() - opened_at) * 1000.0, state.usage)
@@ -533,6 +629,7 @@ class Gateway:
             "usage": state.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "finish_reason": state.finish_reason,
             "chunks": chunks,
+            "cost_usd": adapter.cost(answered_by, model, state.usage),
         }
         if request.key is not None and self.cache is not None:
             self.cache.set(
@@ -564,12 +661,20 @@ class Gateway:
         self.stats.request()
         try:
             maker = self._keymaker("embed", provider, chain) if use_cache and self.cache is not None else None
-            vectors, answered_by, chosen = await self._embed(texts, chain, model, maker, deadline)
+            vectors, answered_by, chosen, spent, saved = await self._embed(texts, chain, model, maker, deadline)
         except BaseException:
             self.stats.call_failed(caller)
             raise
         latency_ms = (_perf() - started) * 1000.0
-        self.stats.answered(answered_by, chosen, cached=answered_by == "cache", latency_ms=latency_ms, caller=caller)
+        self.stats.answered(
+            answered_by,
+            chosen,
+            cached=answered_by == "cache",
+            latency_ms=latency_ms,
+            caller=caller,
+            cost_usd=spent,
+            saved_usd=saved,
+        )
         return vectors[0] if single else vectors
 
     async def _embed(
@@ -579,39 +684,52 @@ class Gateway:
         model: str | None,
         maker: KeyMaker | None,
         deadline: float | None,
-    ) -> tuple[list[list[float]], str, str]:
-        """Vectors in input order; only uncached texts go upstream, in one call."""
+    ) -> tuple[list[list[float]], str, str, float, float]:
+        """Vectors in input order; only uncached texts go upstream, in one call.
+
+        Also returns what the call spent upstream and what the cache saved it:
+        each cached vector holds its share of its call's cost (the cost split
+        evenly over the texts sent), and a hit or a repeated text saves that share.
+        """
         cache = self.cache if maker is not None else None
         found: dict[str, list[float]] = {}
+        costs: dict[str, float] = {}
         keys: dict[str, str | None] = {}
+        repeated: list[str] = []
         for t in texts:
             if t in keys:  # a repeated text is served by its first occurrence
                 if cache is not None:
                     cache.count_shared_hit()
+                    repeated.append(t)
                 continue
             keys[t] = k = maker.key((model, t)) if maker is not None else None
             hit = cache.get(k) if cache is not None and k is not None else None
             if hit is not None:
                 found[t] = hit["vector"]
+                costs[t] = hit.get("cost_usd") or 0.0
+        saved = sum(costs.values())
         todo = [t for t in keys if t not in found]
-        answered_by, chosen = "cache", model or chain[0].embed_model or ""
+        answered_by, chosen, spent = "cache", model or chain[0].embed_model or "", 0.0
         if todo:
             adapter = self._adapter()
 
-            async def attempt(p: ProviderConfig, m: str) -> list[list[float]]:
+            async def attempt(p: ProviderConfig, m: str) -> Any:
                 started = _perf()
-                vectors = await adapter.embed(p, m, todo)
-                self.stats.success(p.name, m, (_perf() - started) * 1000.0, None)
-                return vectors
+                result = await adapter.embed(p, m, todo)
+                self.stats.success(p.name, m, (_perf() - started) * 1000.0, result.usage, operation="embeddings")
+                return result
 
             provider, fresh = await self._walk(chain, model, attempt, embedding=True, deadline=deadline)
-            answered_by = provider.name
-            for t, vector in zip(todo, fresh, strict=True):
-                found[t] = vector
+            answered_by, spent = provider.name, fresh.cost_usd
+            share = spent / len(todo)
+            for t, vector in zip(todo, fresh.vectors, strict=True):
+                found[t], costs[t] = vector, share
                 k = keys[t]
                 if cache is not None and k is not None:
-                    cache.set(k, {"vector": vector}, messages=t, model=model or chain[0].embed_model)
-        return [list(found[t]) for t in texts], answered_by, chosen
+                    entry = {"vector": vector, "cost_usd": share}
+                    cache.set(k, entry, messages=t, model=model or chain[0].embed_model)
+        saved += sum(costs[t] for t in repeated)
+        return [list(found[t]) for t in texts], answered_by, chosen, spent, saved
 
     # -- health, stats, cache ----------------------------------------------------------
 
@@ -630,6 +748,9 @@ class Gateway:
         else:
             providers = self.chain(provider)[:1]
         results = await check_providers(providers, self.config.health_timeout)
+        checked_at = time.time()
+        for name, result in results.items():  # what the status page shows as "last known"
+            self.last_health[name] = {**result, "checked_at": checked_at}
         if detailed:
             return results
         return {name: bool(r["ok"]) for name, r in results.items()}
@@ -648,10 +769,33 @@ class Gateway:
         }
         return snapshot
 
+    def status(self) -> dict[str, Any]:
+        """What the status page shows: :meth:`get_stats`, the chain and each provider's last known health.
+
+        See :func:`sarai_llm.status.snapshot`; served as ``/stats.json`` by the metrics server.
+        """
+        from .status import snapshot
+
+        return snapshot(self)
+
+    def cooling(self, provider: str) -> bool:
+        """Whether ``provider`` is skipped for now after repeated failures (``allowed_fails``, ``cooldown_time``)."""
+        return self._breaker.cooling(provider)
+
     def clear_cache(self) -> None:
         """Drop every cached answer (in this process and the shared directory)."""
         if self.cache is not None:
             self.cache.clear()
+
+    async def aclose(self) -> None:
+        """Close LiteLLM's network clients of the running event loop, then :meth:`close`.
+
+        Call it at shutdown from the event loop that made the calls (e.g. an
+        ASGI lifespan handler), so no connection is left for the collector.
+        """
+        if self._adapter_instance is not None:
+            await self._adapter_instance.aclose()
+        self.close()
 
     def close(self) -> None:
         """Release the cache files and the metrics endpoint; the gateway must not be used afterwards."""

@@ -13,32 +13,32 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from .config import ProviderConfig
 from .errors import redact
+from .mapping import api_base
 
 __all__ = ["check_providers", "probe_request"]
 
+# Where the providers live when no base URL is configured (LiteLLM's defaults).
 _DEFAULT_BASES = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 
 
 def probe_request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
-    """The URL and headers of the health probe for ``provider``."""
-    base = (provider.base_url or _DEFAULT_BASES.get(provider.name, "")).rstrip("/")
+    """The URL and headers of the health probe for ``provider``.
+
+    The base URL is normalised exactly as for LiteLLM (:func:`~sarai_llm.mapping.api_base`).
+    """
+    base = api_base(provider) or _DEFAULT_BASES.get(provider.name, "")
     key = provider.api_key.get_secret_value() if provider.api_key else None
     headers: dict[str, str] = {}
     if provider.name == "ollama":
-        base = base[: -len("/api")] if base.endswith("/api") else base
         return f"{base}/api/tags", headers
     if provider.name == "anthropic":
-        base = base[: -len("/v1")] if base.endswith("/v1") else base
         headers["anthropic-version"] = "2023-06-01"
         if key:
             headers["x-api-key"] = key
         return f"{base}/v1/models", headers
-    if urlsplit(base).path in ("", "/"):
-        base += "/v1"
     if key:
         headers["Authorization"] = f"Bearer {key}"
     return f"{base}/models", headers

@@ -617,3 +617,95 @@ def test_model_copy_keeps_provenance_honest(tmp_path: Path) -> None:
     copy = config.model_copy(update={"cache_ttl": 5.0})
     assert (copy.cache_ttl, copy.explain()["cache_ttl"]) == (5.0, "argument")
     assert config.explain()["cache_ttl"] == ".env"
+
+
+# --- cache backend and Redis URL ------------------------------------------------------------
+
+REDIS_PASSWORD = "r3dis-TOPSECRET-pw"
+REDIS_URL = f"redis://:{REDIS_PASSWORD}@cache.internal:6379/0"
+
+
+def test_cache_backend_defaults_to_disk() -> None:
+    config = GatewayConfig.load()
+    assert (config.cache_backend, config.redis_url) == ("disk", None)
+    settings = config.cache_settings
+    assert isinstance(settings, CacheConfig)
+    assert (settings.backend, settings.redis_url) == ("disk", None)
+
+
+def test_redis_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_CACHE_BACKEND", " Redis ")
+    monkeypatch.setenv("LLM_GATEWAY_REDIS_URL", REDIS_URL)
+    config = GatewayConfig.load()
+    settings = config.cache_settings
+    assert settings.backend == "redis"
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value() == REDIS_URL
+    assert config.explain()["cache_backend"] == config.explain()["redis_url"] == "environment"
+
+
+def test_redis_backend_from_yaml(tmp_path: Path) -> None:
+    path = yaml_file(tmp_path, f'  cache: {{backend: redis, redis_url: "{REDIS_URL}", namespace: rag}}\n')
+    config = GatewayConfig.load()
+    assert (config.cache_backend, config.cache_namespace) == ("redis", "rag")
+    assert config.redis_url is not None and config.redis_url.get_secret_value() == REDIS_URL
+    assert config.explain()["redis_url"] == str(path)
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "rediss://u:p@h:6380/2", "unix:///run/redis.sock?db=1"])
+def test_redis_url_schemes(url: str) -> None:
+    config = GatewayConfig.load(cache_backend="redis", redis_url=url)
+    assert config.redis_url is not None and config.redis_url.get_secret_value() == url
+
+
+def test_redis_backend_without_url_names_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_CACHE_BACKEND", "redis")
+    message = load_error()
+    assert "LLM_GATEWAY_CACHE_BACKEND (environment)" in message and "LLM_GATEWAY_REDIS_URL" in message
+    monkeypatch.delenv("LLM_GATEWAY_CACHE_BACKEND")
+    path = yaml_file(tmp_path, "  cache: {backend: redis}\n")
+    message = load_error()
+    assert f"{path}: llm_gateway.cache.backend" in message and "LLM_GATEWAY_REDIS_URL" in message
+
+
+def test_unknown_cache_backend_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_CACHE_BACKEND", "memcached")
+    message = load_error()
+    assert "LLM_GATEWAY_CACHE_BACKEND (environment)" in message and "'disk' or 'redis'" in message
+
+
+@pytest.mark.parametrize("url", [f"http://:{REDIS_PASSWORD}@h:6379", f"redis://:{REDIS_PASSWORD}@h:99999", "localhost"])
+def test_invalid_redis_url_is_rejected_without_echoing_it(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_REDIS_URL", url)
+    with pytest.raises(ConfigError) as info:
+        GatewayConfig.load()
+    message = str(info.value)
+    assert "LLM_GATEWAY_REDIS_URL (environment)" in message and "redis://" in message
+    assert REDIS_PASSWORD not in message and url not in message
+    assert info.value.__cause__ is None
+
+
+def test_redis_url_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_REDIS_URL", REDIS_URL)
+    config = GatewayConfig.load(cache_backend="redis")
+    texts = [
+        repr(config),
+        str(config),
+        json.dumps(config.public_dict()),
+        json.dumps(config.explain()),
+        repr(config.cache_settings),
+        str(config.cache_settings),
+    ]
+    for text in texts:
+        assert REDIS_PASSWORD not in text
+    assert config.public_dict()["redis_url"] == "***"
+    # Registered for redaction: the URL and its password, wherever they turn up.
+    assert REDIS_PASSWORD not in redact(f"connecting to {REDIS_URL}")
+    assert redact(f"AUTH {REDIS_PASSWORD}") == "AUTH ***"
+    # A URL without credentials is not a secret: it is not scrubbed from messages.
+    GatewayConfig.load(cache_backend="redis", redis_url="redis://plain-host:6379/0")
+    assert redact("redis://plain-host:6379/0") == "redis://plain-host:6379/0"
+
+
+def test_redis_url_password_in_query_is_scrubbed() -> None:
+    GatewayConfig.load(redis_url="unix:///run/redis.sock?db=0&password=q-TOPSECRET-9")
+    assert redact("password q-TOPSECRET-9") == "password ***"

@@ -58,6 +58,7 @@ PUBLIC_NAMES = [
     "StreamInterruptedError",
     "UnsafeDependencyError",
     "__version__",
+    "aclose",
     "chat",
     "chat_sync",
     "clear_cache",

@@ -1,0 +1,8 @@
+"""``python -m sarai_llm``: the ``sarai-llm`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""sarai_llm.testing: the fake gateway, its installation, and the pytest plugin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import sarai_llm
+from sarai_llm.testing import FakeGateway, all_providers_failed, install_fake_gateway
+
+USER = [{"role": "user", "content": "hola"}]
+
+
+async def test_default_reply_and_result_shape(fake_llm: FakeGateway) -> None:
+    result = await sarai_llm.chat(USER)
+
+    assert result["content"] == "fake response"
+    assert set(result) >= {"content", "model", "provider", "usage", "finish_reason", "cached", "latency_ms"}
+    assert result["provider"] == "fake" and result["model"] == "fake-model" and result["cached"] is False
+    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+async def test_queue_is_consumed_in_order_then_default(fake_llm: FakeGateway) -> None:
+    fake_llm.queue("one", {"content": "two", "cached": True, "provider": "ollama"})
+
+    first, second, third = [await sarai_llm.chat(USER) for _ in range(3)]
+
+    assert (first["content"], second["content"], third["content"]) == ("one", "two", "fake response")
+    assert second["cached"] is True and second["provider"] == "ollama"
+    assert fake_llm.pending == 0
+
+
+async def test_scripted_errors_are_raised(fake_llm: FakeGateway) -> None:
+    fake_llm.fail().queue(sarai_llm.NoProvidersError("No providers initialized"), sarai_llm.ProviderTimeoutError)
+
+    with pytest.raises(sarai_llm.AllProvidersFailedError, match="^All providers failed"):
+        await sarai_llm.chat(USER)
+    with pytest.raises(sarai_llm.NoProvidersError):
+        await sarai_llm.chat(USER)
+    with pytest.raises(sarai_llm.ProviderTimeoutError, match="^fake: scripted error"):  # a class is instantiated
+        await sarai_llm.chat(USER)
+    fake_llm.queue(sarai_llm.AllProvidersFailedError, sarai_llm.StreamInterruptedError)
+    with pytest.raises(sarai_llm.AllProvidersFailedError, match="^All providers failed: fake"):
+        await sarai_llm.chat(USER)
+    with pytest.raises(sarai_llm.StreamInterruptedError):
+        await sarai_llm.chat(USER)
+    assert len(fake_llm.calls_to("chat")) == 5
+
+
+async def test_responder_function_sees_the_call(fake_llm: FakeGateway) -> None:
+    fake_llm.respond_with(lambda call: call.prompt.upper() if call.prompt else "")
+
+    result = await sarai_llm.chat(USER, model="m1", provider="local", num_ctx=4096)
+
+    assert result["content"] == "HOLA"
+    assert result["model"] == "m1" and result["provider"] == "local"
+    assert fake_llm.last_call.kwargs == {
+        "model": "m1",
+        "provider": "local",
+        "temperature": 0.7,
+        "max_tokens": None,
+        "use_cache": True,
+        "num_ctx": 4096,
+    }
+
+
+async def test_strict_fake_refuses_unscripted_calls() -> None:
+    with install_fake_gateway(FakeGateway(["only one"], default=None)):
+        assert (await sarai_llm.chat(USER))["content"] == "only one"
+        with pytest.raises(AssertionError, match="no scripted reply"):
+            await sarai_llm.chat(USER)
+
+
+async def test_arguments_are_validated_like_the_real_gateway(fake_llm: FakeGateway) -> None:
+    with pytest.raises(sarai_llm.InvalidRequestError):
+        await sarai_llm.chat("hola")  # type: ignore[arg-type]
+    with pytest.raises(sarai_llm.InvalidRequestError):
+        await sarai_llm.chat(USER, temperature=3)
+    with pytest.raises(sarai_llm.InvalidRequestError):
+        sarai_llm.stream_chat([])  # raised at the call site, before iteration
+    with pytest.raises(sarai_llm.InvalidRequestError):
+        await sarai_llm.embed([])
+
+
+async def test_stream_pieces_and_interrupted_stream(fake_llm: FakeGateway) -> None:
+    cut = sarai_llm.StreamInterruptedError("fake", 2, ConnectionError("reset"))
+    fake_llm.queue("one two three", {"chunks": ["a", "b"], "error": cut}, all_providers_failed())
+
+    assert [p async for p in sarai_llm.stream_chat(USER)] == ["one ", "two ", "three"]
+    received: list[str] = []
+    with pytest.raises(sarai_llm.StreamInterruptedError):
+        async for piece in sarai_llm.stream_chat(USER):
+            received.append(piece)
+    assert received == ["a", "b"]
+    with pytest.raises(sarai_llm.AllProvidersFailedError):
+        async for _ in sarai_llm.stream_chat(USER):
+            pass
+    assert [c.method for c in fake_llm.calls] == ["stream_chat"] * 3
+
+
+async def test_embed_is_deterministic_and_scriptable(fake_llm: FakeGateway) -> None:
+    one = await sarai_llm.embed("a")
+    many = await sarai_llm.embed(["a", "b"])
+
+    assert isinstance(one, list) and len(one) == 8 and all(isinstance(x, float) for x in one)
+    assert many[0] == one and many[1] != one
+    assert fake_llm.last_call.kwargs["text"] == ["a", "b"]
+
+    fake_llm.embedding = lambda text: [float(len(text)), 1.0]
+    assert await sarai_llm.embed("abc") == [3.0, 1.0]
+    fake_llm.embedding = all_providers_failed("ollama")
+    with pytest.raises(sarai_llm.AllProvidersFailedError):
+        await sarai_llm.embed("abc")
+
+
+async def test_health_stats_and_cache(fake_llm: FakeGateway) -> None:
+    fake_llm.health = {"ollama": True, "openai": False}
+
+    assert await sarai_llm.health_check() == {"ollama": True, "openai": False}
+    assert await sarai_llm.health_check("openai") == {"openai": False}
+    detailed = await sarai_llm.health_check(detailed=True)
+    assert detailed["openai"]["ok"] is False and detailed["openai"]["error"]
+
+    await sarai_llm.chat(USER)
+    await sarai_llm.embed("x")
+    stats = sarai_llm.get_stats()
+    assert stats["total_requests"] == 2 and stats["providers"]["fake"]["requests"] == 2
+    sarai_llm.clear_cache()
+    assert sarai_llm.get_gateway().cache.invalidate(USER, "m") == 0
+    assert fake_llm.cache.clears == 1 and fake_llm.cache.invalidated == [(USER, "m")]
+
+
+def test_install_restores_the_previous_gateway() -> None:
+    real = sarai_llm.get_gateway()
+    fake = FakeGateway()
+    with install_fake_gateway(fake) as installed:
+        assert installed is fake
+        assert sarai_llm.get_gateway() is fake
+    assert sarai_llm.get_gateway() is real
+
+    with pytest.raises(RuntimeError), install_fake_gateway():
+        raise RuntimeError("boom")
+    assert sarai_llm.get_gateway() is real
+
+
+async def test_reset_or_aclose_inside_the_block_close_the_fake_without_breaking_it() -> None:
+    with install_fake_gateway() as fake:
+        sarai_llm.reset_gateway()
+        assert fake.closed
+    with install_fake_gateway() as fake:
+        await sarai_llm.aclose()
+        assert fake.closed
+        assert (await fake.chat(USER))["content"] == "fake response"
+
+
+def test_importing_the_plugin_is_cheap() -> None:
+    """pytest loads sarai_llm.testing in every run: it must not import LiteLLM or pydantic."""
+    code = (
+        "import sys, sarai_llm.testing\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = sorted(top & {'litellm', 'pydantic', 'pydantic_settings', 'httpx'})\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_plugin_is_registered_by_entry_point(pytestconfig: pytest.Config) -> None:
+    plugin = pytestconfig.pluginmanager.get_plugin("sarai_llm")
+    assert plugin is not None and plugin.__name__ == "sarai_llm.testing"
