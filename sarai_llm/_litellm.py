@@ -190,6 +190,41 @@ def cost_usd(
     return total if math.isfinite(total) and total > 0.0 else 0.0
 
 
+_LITELLM_PROVIDER = {"ollama": "ollama", "anthropic": "anthropic", "openai": "openai", "local": "openai"}
+
+
+def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> None:
+    """Give LiteLLM a price for a model its price list lacks (a local model, usually).
+
+    Without one, adding the deployment leaves an entry of ``None`` prices in
+    ``litellm.model_cost`` that LiteLLM walks twice on every later call of
+    that model (~1 ms each; bench/RESULTS.md). The configured prices are used,
+    else 0. sarai_llm computes costs itself (:func:`cost_usd`); this only
+    keeps LiteLLM's own bookkeeping cheap.
+    """
+    if not provider.priced and _listed(name):
+        return
+    litellm.register_model(
+        {
+            name: {
+                "input_cost_per_token": provider.input_cost_per_token or 0.0,
+                "output_cost_per_token": provider.output_cost_per_token or 0.0,
+                "litellm_provider": _LITELLM_PROVIDER[provider.name],
+                "mode": "embedding" if embedding else "chat",
+            }
+        }
+    )
+
+
+def _listed(name: str) -> bool:
+    """Whether LiteLLM's price list prices ``name`` (``openai/gpt-4o-mini`` is listed as ``gpt-4o-mini``)."""
+    try:
+        info = litellm.get_model_info(name)
+    except Exception:  # LiteLLM raises for a model it does not know
+        return False
+    return info.get("input_cost_per_token") is not None
+
+
 def _served_model(response: Any, fallback: str) -> str:
     hidden = getattr(response, "_hidden_params", None) or {}
     return str(hidden.get("provider_response_model") or getattr(response, "model", None) or fallback)
@@ -236,6 +271,7 @@ class LiteLLMAdapter:
         if group is None:
             group = group_name(provider, model, embedding=embedding)
             params = litellm_params(provider, model, embedding=embedding)
+            _register_price(provider, params["model"], embedding)
             self.router.add_deployment(Deployment(model_name=group, litellm_params=LiteLLM_Params(**params)))
             self._groups[key] = group
         return group

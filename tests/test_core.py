@@ -392,3 +392,17 @@ def test_a_planted_pth_file_is_reported(
     with caplog.at_level("WARNING", logger="sarai_llm"):
         supply_chain.check_litellm(force=True)
     assert "litellm_init.pth" in caplog.text and "rotate" in caplog.text
+
+
+async def test_unlisted_models_get_a_price_so_litellm_stays_cheap(upstream: Any) -> None:
+    # Without a registered price, a second Router deployment of the same model
+    # leaves None prices that LiteLLM walks on every call (bench/RESULTS.md).
+    for _ in range(2):
+        use(primary_provider="local", local_base_url=upstream.base_url, local_model="unlisted-model")
+        await sarai_llm.chat(MESSAGES, use_cache=False)
+        sarai_llm.reset_gateway()
+    import litellm
+
+    entry = litellm.model_cost["openai/unlisted-model"]
+    assert entry["input_cost_per_token"] == 0.0 and entry["output_cost_per_token"] == 0.0
+    assert "gpt-4o-mini" in litellm.model_cost  # listed models keep LiteLLM's own price
