@@ -375,6 +375,23 @@ def _field(item: Any, name: str) -> Any:
 # --- errors ----------------------------------------------------------------------
 
 _CONNECTION_MARKERS = ("Connection error", "Connection refused", "connect", "Server disconnected")
+# Exception class names, anywhere in the cause chain, that say what happened.
+_TIMEOUTS = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutError"})
+_BAD_BODIES = frozenset({"JSONDecodeError"})
+_BROKEN_CONNECTIONS = frozenset(
+    {
+        "APIConnectionError",
+        "ConnectError",
+        "ConnectionRefusedError",
+        "ConnectionResetError",
+        "RemoteProtocolError",
+        "ReadError",
+        "ClientPayloadError",
+        "ServerDisconnectedError",
+        "ClientConnectorError",
+        "ClientOSError",
+    }
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -398,25 +415,30 @@ def _message(exc: BaseException) -> str:
 
 
 def map_exception(exc: BaseException, provider: str) -> ProviderError:
-    """Translate any exception of one attempt into a :class:`ProviderError`."""
+    """Translate any exception of one attempt into a :class:`ProviderError`.
+
+    ``status_code`` is the provider's HTTP status when it sent one: LiteLLM
+    also makes statuses up (500 for a refused connection, 408 for a timeout),
+    and those are dropped.
+    """
     if isinstance(exc, ProviderError):
         return exc
-    chain = _chain(exc)
-    # LiteLLM files some upstream statuses under another class (an Anthropic
-    # 503 becomes its InternalServerError, 500); the provider's own status wins.
+    names = {type(e).__name__ for e in _chain(exc)}
+    message = _message(exc)
+    if isinstance(exc, llm_errors.Timeout) or names & _TIMEOUTS:
+        return ProviderTimeoutError(provider, message)
+    if names & _BAD_BODIES:
+        return ProviderResponseError(provider, message)
+    # LiteLLM files some statuses under another class (an Anthropic 503 is its
+    # InternalServerError, 500): the provider's own status wins.
     status = getattr(exc, "provider_status_code", None) or getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    message = _message(exc)
-    names = {type(e).__name__ for e in chain}
-    if isinstance(exc, llm_errors.Timeout) or names & {"Timeout", "APITimeoutError", "ReadTimeout", "TimeoutError"}:
-        return ProviderTimeoutError(provider, message, status_code=status)
     if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
         return ProviderAuthError(provider, message, status_code=status)
     if isinstance(exc, llm_errors.RateLimitError) or status == 429:
         return ProviderRateLimitError(provider, message, status_code=status)
-    if names & {"APIConnectionError", "ConnectError", "ConnectionRefusedError", "RemoteProtocolError"} or (
-        isinstance(exc, llm_errors.InternalServerError | llm_errors.APIConnectionError)
-        and any(marker in message for marker in _CONNECTION_MARKERS)
+    if names & _BROKEN_CONNECTIONS or (
+        isinstance(exc, llm_errors.InternalServerError) and any(m in message for m in _CONNECTION_MARKERS)
     ):
-        return ProviderConnectionError(provider, message, status_code=status)
+        return ProviderConnectionError(provider, message)
     return ProviderResponseError(provider, message, status_code=status)

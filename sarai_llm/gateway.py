@@ -21,6 +21,7 @@ from .errors import (
     InvalidRequestError,
     NoProvidersError,
     ProviderError,
+    ProviderResponseError,
     ProviderTimeoutError,
     StreamInterruptedError,
 )
@@ -591,6 +592,10 @@ class Gateway:
             pieces = adapter.iterate_stream(stream, provider.name, state)
             try:
                 first = await anext(pieces, "")
+                if not first and state.finish_reason is None:
+                    # Ended with neither text nor a finish_reason: nothing usable
+                    # was parsed. Not an answer: fail over, cache nothing.
+                    raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
             except BaseException:
                 await adapter.close_stream(stream)
                 raise
