@@ -7,7 +7,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install servers test lint format demo bench clean distclean
+.PHONY: install servers test lint format demo bench clean distclean lock
 
 install: $(VENV)/.installed
 	PY="$(PY)" bash scripts/install-servers.sh
@@ -15,10 +15,12 @@ install: $(VENV)/.installed
 	bash scripts/install-chromium.sh
 
 # Rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Every dependency pinned with its hashes (supply-chain guard): see `make lock`.
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 servers:
@@ -49,3 +51,10 @@ clean:
 
 distclean: clean
 	rm -rf .servers
+
+# Re-pin every dependency with hashes after a change of pyproject.toml's dependencies.
+lock:
+	$(PY) -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --generate-hashes --extra dev --extra redis --extra otel \
+		--strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	rm -rf .lock-venv

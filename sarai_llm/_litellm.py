@@ -69,6 +69,10 @@ def _quiet_litellm() -> None:
         "ignore", message=r"Items? .* (is|are) using the .ReadOnly. qualifier", category=UserWarning
     )
     litellm.suppress_debug_info = True
+    # LiteLLM's OpenAI embedding path turns max_retries=0 into the SDK's
+    # default of 2 (`max_retries or DEFAULT_MAX_RETRIES`): 3 requests per
+    # attempt behind the Router's back. Retries are the Router's job.
+    litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]
     litellm.set_verbose = False  # type: ignore[attr-defined]
     target = logging.getLogger("sarai_llm.litellm")
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
@@ -261,6 +265,11 @@ class LiteLLMAdapter:
 
         try:
             await close_litellm_async_clients()  # type: ignore[no-untyped-call]
+            # Ollama embeddings and Anthropic streams use a module-level client
+            # that the cache flush below would orphan; close it too.
+            client = vars(litellm).pop("module_level_aclient", None)
+            if client is not None:
+                await client.close()
         finally:
             litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
 
@@ -353,11 +362,13 @@ class LiteLLMAdapter:
         except Exception:  # closing a broken stream may fail again; nothing to do
             log.debug("closing an upstream stream failed", exc_info=True)
 
-    async def embed(self, provider: ProviderConfig, model: str, texts: list[str]) -> Embeddings:
+    async def embed(
+        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any] | None = None
+    ) -> Embeddings:
         """Embed ``texts`` in one upstream call; vectors in input order, with usage and cost."""
         group = self._group(provider, model, True)
         try:
-            response = await self.router.aembedding(model=group, input=texts)
+            response = await self.router.aembedding(model=group, input=texts, **(params or {}))
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))

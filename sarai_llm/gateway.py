@@ -333,7 +333,7 @@ class Gateway:
             remaining = None if ends_at is None else ends_at - time.monotonic()
             if remaining is not None and remaining <= 0:
                 errors[name] = ProviderTimeoutError(name, f"not tried: the call's deadline of {deadline:g} s passed")
-                break
+                continue  # named in the error, not counted as an attempt
             stats.attempt(name, chosen)
             started = _perf()
             try:
@@ -351,8 +351,6 @@ class Gateway:
                 breaker.failure(name)
                 errors[name] = error
                 log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
-                if error is not exc:
-                    break  # no time left for the rest of the chain
                 continue
             breaker.success(name)
             if provider is not head:
@@ -592,7 +590,9 @@ class Gateway:
             pieces = adapter.iterate_stream(stream, provider.name, state)
             try:
                 first = await anext(pieces, "")
-                if not first and state.finish_reason is None:
+                # LiteLLM adds a closing chunk with finish_reason "stop" of its
+                # own; the stream's received_finish_reason says what came.
+                if not first and getattr(stream, "received_finish_reason", "") is None:
                     # Ended with neither text nor a finish_reason: nothing usable
                     # was parsed. Not an answer: fail over, cache nothing.
                     raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
@@ -653,8 +653,12 @@ class Gateway:
         *,
         caller: str | None = None,
         deadline: float | None = None,
+        **provider_kwargs: Any,
     ) -> list[float] | list[list[float]]:
-        """Embed one text (``list[float]``) or a list (``list[list[float]]``, input order)."""
+        """Embed one text (``list[float]``) or a list (``list[list[float]]``, input order).
+
+        ``provider_kwargs`` (``dimensions=256``, ...) pass to LiteLLM untouched.
+        """
         started = _perf()
         texts, single = _check_texts(text)
         if model is not None and (not isinstance(model, str) or not model.strip()):
@@ -662,11 +666,16 @@ class Gateway:
         if not isinstance(use_cache, bool):
             raise InvalidRequestError(f"use_cache must be True or False, got {type(use_cache).__name__}")
         _check_call_options(caller, deadline)
+        reserved = _RESERVED.intersection(provider_kwargs)
+        if reserved:
+            raise InvalidRequestError(f"these arguments are set by sarai_llm and cannot be passed: {sorted(reserved)}")
         chain = self._embed_chain(provider)
         self.stats.request()
         try:
             maker = self._keymaker("embed", provider, chain) if use_cache and self.cache is not None else None
-            vectors, answered_by, chosen, spent, saved = await self._embed(texts, chain, model, maker, deadline)
+            vectors, answered_by, chosen, spent, saved = await self._embed(
+                texts, chain, model, maker, deadline, provider_kwargs
+            )
         except BaseException:
             self.stats.call_failed(caller)
             raise
@@ -689,6 +698,7 @@ class Gateway:
         model: str | None,
         maker: KeyMaker | None,
         deadline: float | None,
+        kwargs: dict[str, Any],
     ) -> tuple[list[list[float]], str, str, float, float]:
         """Vectors in input order; only uncached texts go upstream, in one call.
 
@@ -707,7 +717,7 @@ class Gateway:
                     cache.count_shared_hit()
                     repeated.append(t)
                 continue
-            keys[t] = k = maker.key((model, t)) if maker is not None else None
+            keys[t] = k = maker.key((model, t, kwargs)) if maker is not None else None
             hit = cache.get(k) if cache is not None and k is not None else None
             if hit is not None:
                 found[t] = hit["vector"]
@@ -720,7 +730,7 @@ class Gateway:
 
             async def attempt(p: ProviderConfig, m: str) -> Any:
                 started = _perf()
-                result = await adapter.embed(p, m, todo)
+                result = await adapter.embed(p, m, todo, kwargs)
                 self.stats.success(p.name, m, (_perf() - started) * 1000.0, result.usage, operation="embeddings")
                 return result
 
