@@ -11,7 +11,6 @@ pydantic is imported on the first call, LiteLLM on the first cache miss.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -76,8 +75,6 @@ __all__ = [
     "stream_chat_sync",
 ]
 
-# A library is silent unless its user configures logging.
-logging.getLogger("sarai_llm").addHandler(logging.NullHandler())
 
 _gateway: Gateway | None = None
 _lock = threading.Lock()

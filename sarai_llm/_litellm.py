@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._log import log
 from .config import GatewayConfig, ProviderConfig
 from .errors import (
     ProviderAuthError,
@@ -51,8 +52,6 @@ import litellm  # noqa: E402
 from litellm import exceptions as llm_errors  # noqa: E402
 from litellm.router import Router  # noqa: E402
 from litellm.types.router import Deployment, LiteLLM_Params, RetryPolicy  # noqa: E402
-
-log = logging.getLogger("sarai_llm")
 
 
 def _quiet_litellm() -> None:

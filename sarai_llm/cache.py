@@ -28,7 +28,6 @@ after ``retry_interval`` seconds.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from collections import OrderedDict
@@ -38,7 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 
-log = logging.getLogger("sarai_llm")
+from ._log import log
 
 __all__ = ["KeyMaker", "ResponseCache", "Store", "default_cache_dir", "request_key"]
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._log import log
 from .cache import KeyMaker, ResponseCache, default_cache_dir
 from .config import PROVIDERS, GatewayConfig, ProviderConfig
 from .errors import (
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Gateway"]
 
-log = logging.getLogger("sarai_llm")
 T = TypeVar("T")
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})

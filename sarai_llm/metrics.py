@@ -75,12 +75,12 @@ Where the metrics go:
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._log import log
 from .stats import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, Buckets, Stats, error_type
 
 if TYPE_CHECKING:
@@ -100,7 +100,6 @@ __all__ = [
     "new_stats",
 ]
 
-log = logging.getLogger("sarai_llm")
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 """Address the metrics endpoint binds to unless configured (loopback only)."""

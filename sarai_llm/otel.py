@@ -34,10 +34,10 @@ application start-up is found. A gateway's :meth:`Stats.use_otel
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._log import log
 from .stats import error_type
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "detect",
 ]
 
-log = logging.getLogger("sarai_llm")
 
 TOKEN_USAGE = "gen_ai.client.token.usage"
 """Name of the token histogram of the GenAI semantic conventions."""

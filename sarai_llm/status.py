@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+
+from ._log import log
 
 if TYPE_CHECKING:
     from .gateway import Gateway
 
 __all__ = ["HEALTH_MAX_AGE", "REFRESH_SECONDS", "content_security_policy", "render_page", "snapshot", "to_json"]
 
-log = logging.getLogger("sarai_llm")
 
 REFRESH_SECONDS = 2.0
 """How often the page polls ``stats.json``."""

@@ -9,16 +9,15 @@ metadata and directory listings only: LiteLLM is not imported.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import site
 import sys
 from pathlib import Path
 
+from ._log import log
 from .errors import UnsafeDependencyError
 
 __all__ = ["COMPROMISED_LITELLM", "check_litellm"]
 
-log = logging.getLogger("sarai_llm")
 
 COMPROMISED_LITELLM = ("1.82.7", "1.82.8", "1.107.")
 """Exact versions, or prefixes ending in ``.``, that are refused."""
