@@ -126,6 +126,11 @@ def _check_params(
         raise InvalidRequestError(f"max_tokens must be a positive integer or None, got {type(max_tokens).__name__}")
     if isinstance(max_tokens, int) and max_tokens < 1:
         raise InvalidRequestError(f"max_tokens must be a positive integer, got {max_tokens}")
+    _check_shared(model, use_cache, kwargs)
+
+
+def _check_shared(model: object, use_cache: object, kwargs: Mapping[str, Any]) -> None:
+    """The arguments ``chat``, ``stream_chat`` and ``embed`` have in common."""
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise InvalidRequestError(f"model must be a non-empty string or None, got {model!r}")
     if not isinstance(use_cache, bool):
@@ -660,14 +665,8 @@ class Gateway:
         """
         started = _perf()
         texts, single = _check_texts(text)
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise InvalidRequestError(f"model must be a non-empty string or None, got {model!r}")
-        if not isinstance(use_cache, bool):
-            raise InvalidRequestError(f"use_cache must be True or False, got {type(use_cache).__name__}")
+        _check_shared(model, use_cache, provider_kwargs)
         _check_call_options(caller, deadline)
-        reserved = _RESERVED.intersection(provider_kwargs)
-        if reserved:
-            raise InvalidRequestError(f"these arguments are set by sarai_llm and cannot be passed: {sorted(reserved)}")
         chain = self._embed_chain(provider)
         self.stats.request()
         try:

@@ -144,15 +144,9 @@ ERROR_LABEL = {
     ProviderResponseError: "response",
 }
 
+
 # Cells that fail because of a core bug (see the report of issue 7). strict: the
 # marker must go when the bug is fixed.
-KNOWN_BUGS: dict[tuple[str, str, str, bool | None], str] = {}
-
-
-def _bug(shape: str, fault: str, op: str, fallback: bool) -> str | None:
-    return KNOWN_BUGS.get((shape, fault, op, None)) or KNOWN_BUGS.get((shape, fault, op, fallback))
-
-
 def _cells() -> Iterator[Any]:
     for shape in SHAPES.values():
         for name, fault in FAULTS.items():
@@ -160,12 +154,8 @@ def _cells() -> Iterator[Any]:
                 if op not in fault.ops:
                     continue
                 for fallback in (False, True):
-                    marks = []
-                    reason = _bug(shape.name, name, op, fallback)
-                    if reason:
-                        marks.append(pytest.mark.xfail(strict=True, reason=reason))
                     ident = f"{shape.name}-{name}-{op}-{'fallback' if fallback else 'alone'}"
-                    yield pytest.param(shape.name, name, op, fallback, id=ident, marks=marks)
+                    yield pytest.param(shape.name, name, op, fallback, id=ident)
 
 
 # --- helpers ----------------------------------------------------------------------------------
