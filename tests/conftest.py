@@ -83,11 +83,13 @@ def dead_url() -> str:
 
 
 @pytest.fixture(autouse=True)
-async def _close_network_clients() -> Any:
+async def _close_network_clients(_isolated_env: None) -> Any:
     """Close LiteLLM's cached HTTP clients in the test's own event loop.
 
     LiteLLM caches clients per event loop; each test has its own loop, and a
     client left to the collector warns (and warnings are errors here).
+    Depends on ``_isolated_env`` so that it runs first at teardown, while the
+    test's gateway is still the process-wide one.
     """
     yield
     import sarai_llm
