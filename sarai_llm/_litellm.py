@@ -5,27 +5,31 @@ module on the first cache miss, never at ``import sarai_llm``.
 
 What lives here:
 
-* the Router deployments built from :mod:`sarai_llm.mapping` (a provider's
-  settings as a LiteLLM model string and ``api_base``, without LiteLLM);
-* one ``litellm.Router`` per gateway, holding one deployment per
-  (provider, model) with the provider's timeout and the configured retries;
+* the call parameters of each (provider, model), built from
+  :mod:`sarai_llm.mapping` (a provider's settings as a LiteLLM model string
+  and ``api_base``, without LiteLLM) with the provider's timeout;
+* one-request calls to ``litellm.acompletion`` and ``litellm.aembedding``;
 * normalisation of LiteLLM's responses into plain Python values;
 * :func:`cost_usd`, the price of an answer from LiteLLM's bundled price list
   (offline) or the prices per token set in the configuration;
 * :func:`map_exception`, the one place where LiteLLM / openai / httpx errors
   become :class:`~sarai_llm.errors.ProviderError` subclasses.
 
-The fallback chain is walked by the gateway, not by the Router: the chain
-depends on the call (``provider=`` reorders it), every attempt must be counted
-exactly, and a stream may fail over only before its first chunk. The Router
-keeps what it is good at: deployments, timeouts and retries with backoff.
+No ``litellm.Router``: the gateway walks the fallback chain, keeps the
+cooldowns and retries (:mod:`sarai_llm.retry`) and bounds each call, because
+the chain depends on the call (``provider=`` reorders it), every attempt must
+be counted exactly, and a stream may fail over only before its first chunk.
+With all of that done here, the Router only added ~1 ms of CPU per call
+(the README's design decision; bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +46,7 @@ from .errors import (
     ProviderTimeoutError,
     redact,
 )
-from .mapping import api_base, group_name, litellm_params, model_string  # noqa: F401 - re-exported
+from .mapping import api_base, litellm_params, model_string  # noqa: F401 - re-exported
 
 # LiteLLM fetches its price map from the network at import unless told not to;
 # offline that blocks for 5-10 s. Respect a value the user chose.
@@ -50,8 +54,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 from litellm import exceptions as llm_errors  # noqa: E402
-from litellm.router import Router  # noqa: E402
-from litellm.types.router import Deployment, LiteLLM_Params, RetryPolicy  # noqa: E402
 
 
 def _quiet_litellm() -> None:
@@ -70,7 +72,7 @@ def _quiet_litellm() -> None:
     litellm.suppress_debug_info = True
     # LiteLLM's OpenAI embedding path turns max_retries=0 into the SDK's
     # default of 2 (`max_retries or DEFAULT_MAX_RETRIES`): 3 requests per
-    # attempt behind the Router's back. Retries are the Router's job.
+    # attempt behind the gateway's back. Retries are the gateway's job.
     litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]
     litellm.set_verbose = False  # type: ignore[attr-defined]
     target = logging.getLogger("sarai_llm.litellm")
@@ -199,13 +201,18 @@ _LITELLM_PROVIDER = {"ollama": "ollama", "anthropic": "anthropic", "openai": "op
 def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> None:
     """Give LiteLLM a price for a model its price list lacks (a local model, usually).
 
-    Without one, adding the deployment leaves an entry of ``None`` prices in
-    ``litellm.model_cost`` that LiteLLM walks twice on every later call of
-    that model (~1 ms each; bench/RESULTS.md). The configured prices are used,
-    else 0. sarai_llm computes costs itself (:func:`cost_usd`); this only
-    keeps LiteLLM's own bookkeeping cheap.
+    LiteLLM prices every answer it logs; for a model missing from its price
+    list that is a failed search on every call (~0.3 ms of CPU; with a
+    ``None`` price left by a ``litellm.Router`` deployment, ~1 ms twice:
+    bench/RESULTS.md). The configured prices are used, else 0. sarai_llm
+    computes costs itself (:func:`cost_usd`); this only keeps LiteLLM's own
+    bookkeeping cheap.
+
+    Ollama models are always registered: for an Ollama model missing from its
+    price list, LiteLLM asks the Ollama server (a blocking ``POST /api/show``
+    from inside the event loop) on every call.
     """
-    if not provider.priced and _listed(name):
+    if not provider.priced and provider.name != "ollama" and _listed(name):
         return
     litellm.register_model(
         {
@@ -237,26 +244,17 @@ def _served_model(response: Any, fallback: str) -> str:
 
 
 class LiteLLMAdapter:
-    """One ``litellm.Router`` for one gateway, and the calls made through it."""
+    """The calls of one gateway to ``litellm.acompletion`` / ``litellm.aembedding``.
+
+    Each (provider, model) becomes one set of call parameters, made on first
+    use: LiteLLM model string, ``api_base``, key, the provider's ``timeout``,
+    and ``max_retries=0`` (retries are the gateway's: :mod:`sarai_llm.retry`).
+    One call here is one request upstream.
+    """
 
     def __init__(self, config: GatewayConfig):
         self._config = config
-        self._groups: dict[tuple[str, str, bool], str] = {}
-        self.router = Router(
-            model_list=[],
-            num_retries=config.num_retries,
-            # Retrying cannot fix a bad key, a bad request or a missing model;
-            # other errors get num_retries, honouring Retry-After up to 60 s.
-            retry_policy=RetryPolicy(
-                AuthenticationErrorRetries=0,
-                BadRequestErrorRetries=0,
-                NotFoundErrorRetries=0,
-                ContentPolicyViolationErrorRetries=0,
-            ),
-            # The gateway's own breaker skips failing providers; the Router's
-            # cooldown never applies to one-deployment groups anyway.
-            disable_cooldowns=True,
-        )
+        self._targets: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
     async def aclose(self) -> None:
         """Close the HTTP clients LiteLLM cached, and forget them (new ones open on demand)."""
@@ -272,25 +270,25 @@ class LiteLLMAdapter:
         finally:
             litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
 
-    def _group(self, provider: ProviderConfig, model: str, embedding: bool) -> str:
-        """The Router model group for (provider, model), added on first use."""
+    def _target(self, provider: ProviderConfig, model: str, embedding: bool) -> dict[str, Any]:
+        """LiteLLM's call parameters for ``model`` on ``provider`` (made once)."""
         key = (provider.name, model, embedding)
-        group = self._groups.get(key)
-        if group is None:
-            group = group_name(provider, model, embedding=embedding)
-            params = litellm_params(provider, model, embedding=embedding)
-            _register_price(provider, params["model"], embedding)
-            self.router.add_deployment(Deployment(model_name=group, litellm_params=LiteLLM_Params(**params)))
-            self._groups[key] = group
-        return group
+        target = self._targets.get(key)
+        if target is None:
+            target = litellm_params(provider, model, embedding=embedding)
+            del target["stream_timeout"]  # a Router setting; a bare call's timeout covers streams
+            target["max_retries"] = 0  # else the OpenAI SDK retries twice behind the gateway's back
+            _register_price(provider, target["model"], embedding)
+            self._targets[key] = target
+        return target
 
     async def complete(
         self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
     ) -> Completion:
         """One chat attempt on one provider; raises :class:`ProviderError`."""
-        group = self._group(provider, model, False)
+        target = self._target(provider, model, False)
         try:
-            response = await self.router.acompletion(model=group, messages=list(messages), **params)
+            response = await litellm.acompletion(messages=list(messages), **{**target, **params})
             choice = response.choices[0]
             content = choice.message.content
             usage = _usage(getattr(response, "usage", None))
@@ -320,12 +318,12 @@ class LiteLLMAdapter:
         params: dict[str, Any],
     ) -> Any:
         """Open a stream on one provider; raises :class:`ProviderError`."""
-        group = self._group(provider, model, False)
+        target = self._target(provider, model, False)
         extra: dict[str, Any] = {}
         if provider.name != "ollama":
             extra["stream_options"] = {"include_usage": True}
         try:
-            return await self.router.acompletion(model=group, messages=list(messages), stream=True, **extra, **params)
+            return await litellm.acompletion(messages=list(messages), stream=True, **{**target, **extra, **params})
         except Exception as exc:
             raise map_exception(exc, provider.name) from exc
 
@@ -334,15 +332,19 @@ class LiteLLMAdapter:
         """Yield the text pieces of an open stream, recording model, usage and finish."""
         try:
             async for chunk in stream:
-                usage = getattr(chunk, "usage", None)
-                if usage is not None and getattr(usage, "total_tokens", None):
-                    state.usage = _usage(usage)
                 if not state.model and getattr(chunk, "model", None):
                     state.model = str(chunk.model)
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.finish_reason:
+                choices = chunk.choices
+                choice = choices[0] if choices else None
+                if choice is None or choice.finish_reason:
+                    # The closing chunks carry the finish reason and the usage. Only
+                    # they are asked for usage: on LiteLLM's chunks a missing
+                    # attribute costs ~2 us, more than the rest of a chunk's work.
+                    usage = getattr(chunk, "usage", None)
+                    if usage is not None and getattr(usage, "total_tokens", None):
+                        state.usage = _usage(usage)
+                    if choice is None:
+                        continue
                     state.finish_reason = choice.finish_reason
                 text = getattr(choice.delta, "content", None)
                 if text:
@@ -365,9 +367,9 @@ class LiteLLMAdapter:
         self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any] | None = None
     ) -> Embeddings:
         """Embed ``texts`` in one upstream call; vectors in input order, with usage and cost."""
-        group = self._group(provider, model, True)
+        target = self._target(provider, model, True)
         try:
-            response = await self.router.aembedding(model=group, input=texts, **(params or {}))
+            response = await litellm.aembedding(input=texts, **{**target, **(params or {})})
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
@@ -446,9 +448,47 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
         return ProviderAuthError(provider, message, status_code=status)
     if isinstance(exc, llm_errors.RateLimitError) or status == 429:
-        return ProviderRateLimitError(provider, message, status_code=status)
+        return ProviderRateLimitError(provider, message, status_code=status, retry_after=retry_after(exc))
     if names & _BROKEN_CONNECTIONS or (
         isinstance(exc, llm_errors.InternalServerError) and any(m in message for m in _CONNECTION_MARKERS)
     ):
         return ProviderConnectionError(provider, message)
-    return ProviderResponseError(provider, message, status_code=status)
+    return ProviderResponseError(provider, message, status_code=status, retry_after=retry_after(exc))
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asked to wait (``retry-after-ms``, or ``Retry-After`` as seconds or a date)."""
+    for error in _chain(exc):
+        headers = _headers(error)
+        if headers is None:
+            continue
+        try:
+            if (ms := headers.get("retry-after-ms")) is not None:
+                seconds = float(ms) / 1000.0
+            elif (value := headers.get("retry-after")) is not None:
+                seconds = _seconds(str(value))
+            else:
+                continue
+        except (TypeError, ValueError):
+            return None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def _headers(error: BaseException) -> Any:
+    """The response headers an exception carries (LiteLLM and the SDKs keep them in different places)."""
+    try:
+        headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
+        headers = headers or getattr(error, "litellm_response_headers", None)
+    except Exception:  # a property that raises without a response
+        return None
+    return headers if hasattr(headers, "get") else None
+
+
+def _seconds(value: str) -> float:
+    """A ``Retry-After`` value: delay-seconds, or an HTTP date."""
+    try:
+        return float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)  # ValueError when it is not a date either
+        return when.timestamp() - time.time()

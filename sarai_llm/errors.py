@@ -75,12 +75,17 @@ class ProviderError(SaraiLLMError):
 
     :ivar provider: name of the provider (``"ollama"``, ``"openai"``, ...).
     :ivar status_code: HTTP status of the failure when there was one.
+    :ivar retry_after: seconds the provider asked to wait before trying again
+        (its ``Retry-After`` header), when it said.
     """
 
-    def __init__(self, provider: str, message: str, *, status_code: int | None = None):
+    def __init__(
+        self, provider: str, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class ProviderConnectionError(ProviderError):

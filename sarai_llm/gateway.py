@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._log import log
@@ -26,6 +27,7 @@ from .errors import (
     StreamInterruptedError,
 )
 from .redis_store import store_factory
+from .retry import with_retries
 from .stats import Stats
 from .supply_chain import check_litellm
 
@@ -214,10 +216,10 @@ class _Request:
 
 
 class Gateway:
-    """One configured gateway: providers, cache, stats, and the LiteLLM Router.
+    """One configured gateway: providers, cache, stats, and the calls to LiteLLM.
 
     Use :func:`sarai_llm.get_gateway` for the process-wide instance. Results
-    are plain dicts; the LiteLLM Router is built on the first cache miss.
+    are plain dicts; LiteLLM is imported on the first cache miss.
     """
 
     def __init__(self, config: GatewayConfig | None = None, *, cache_clock: Callable[[], float] | None = None):
@@ -319,12 +321,13 @@ class Gateway:
     ) -> tuple[ProviderConfig, T]:
         """Try the chain in order; count every attempt; raise when all fail.
 
-        ``attempt(provider, model)`` makes one attempt; ``model`` overrides the
-        head's model only. Providers cooling down after repeated failures are
+        ``attempt(provider, model)`` makes one attempt, retried on the same
+        provider up to ``num_retries`` times (:mod:`sarai_llm.retry`); ``model``
+        overrides the head's model only. Providers cooling down after repeated failures are
         skipped (not an attempt) unless every provider of the chain is.
         ``deadline`` bounds the whole walk, in seconds.
         """
-        breaker, stats, head = self._breaker, self.stats, chain[0]
+        breaker, stats, head, retries = self._breaker, self.stats, chain[0], self.config.num_retries
         candidates = [p for p in chain if not breaker.cooling(p.name)] or list(chain)
         errors: dict[str, ProviderError] = {}
         if deadline is None:
@@ -342,7 +345,7 @@ class Gateway:
             started = _perf()
             try:
                 async with asyncio.timeout(remaining):
-                    result = await attempt(provider, chosen)
+                    result = await with_retries(partial(attempt, provider, chosen), retries, ends_at)
             except (ProviderError, TimeoutError) as exc:
                 error = (
                     exc

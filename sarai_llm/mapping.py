@@ -1,15 +1,15 @@
 """The mapping of sarai_llm's provider settings onto LiteLLM's conventions, without LiteLLM.
 
 Pure functions shared by the LiteLLM adapter (:mod:`sarai_llm._litellm`,
-which builds a ``litellm.Router`` from them) and by the LiteLLM Proxy export
+which makes its call parameters from them) and by the LiteLLM Proxy export
 (:mod:`sarai_llm.proxy_export`, which writes them into a proxy
 ``config.yaml``). Importing this module never imports LiteLLM.
 
 * :func:`api_base`: a provider's base URL as LiteLLM's ``api_base`` wants it;
 * :func:`model_string`: the LiteLLM model string (``ollama_chat/llama3.2``);
-* :func:`group_name`: the Router model group of a (provider, model);
+* :func:`group_name`: the proxy's model group of a (provider, model);
 * :func:`litellm_params`: the deployment parameters, with the API key as its
-  value (for the in-process Router) or as an ``os.environ/NAME`` reference
+  value (for the gateway's calls) or as an ``os.environ/NAME`` reference
   (for a config file).
 """
 
@@ -64,7 +64,7 @@ def model_string(provider: ProviderConfig, model: str, *, embedding: bool = Fals
 
 
 def group_name(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
-    """The Router model group of ``model`` on ``provider``: ``local/m``, ``ollama/embed/nomic-embed-text``."""
+    """The proxy Router's model group of ``model`` on ``provider``: ``local/m``, ``ollama/embed/nomic-embed-text``."""
     return f"{provider.name}{'/embed' if embedding else ''}/{model}"
 
 

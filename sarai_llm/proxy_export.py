@@ -9,15 +9,15 @@ What goes in:
 
 * ``model_list``: one deployment per exported provider and model, with the same
   LiteLLM model string, ``api_base`` normalisation and timeouts as the
-  gateway's own Router (:mod:`sarai_llm.mapping`). Model group names are the
+  gateway's own calls (:mod:`sarai_llm.mapping`). Model group names are the
   gateway's: ``<provider>/<model>`` for chat, ``<provider>/embed/<model>`` for
   embeddings. Exported providers: the chain (primary and fallbacks), plus any
   other provider with a setting given explicitly, when usable.
 * ``router_settings``: ``fallbacks`` for each model group, as the gateway
   walks its chain (a provider asked for by name first, then the configured
   fallbacks in order), ``num_retries``, ``timeout``, ``allowed_fails``,
-  ``cooldown_time`` and the gateway's retry policy (no retries of auth, bad
-  request, not found or content policy errors).
+  ``cooldown_time`` and the gateway's retry policy (:mod:`sarai_llm.retry`:
+  no retries of auth, bad request, not found or content policy errors).
 * ``litellm_settings``: the response cache. With ``cache_backend=redis``, a
   ``redis`` cache on the same server (its own key namespace,
   ``sarai_llm_proxy``, apart from the gateways' ``sarai_llm:{...}:`` keys); with
@@ -64,7 +64,7 @@ MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 """The proxy's master key (a secret): clients send it as ``LLM_GATEWAY_LOCAL_API_KEY``."""
 
 _CANNOT_EMBED = frozenset({"anthropic"})
-# The gateway's Router retry policy: retrying cannot fix these.
+# The gateway's retry policy (sarai_llm.retry) in a Router's terms: retrying cannot fix these.
 _RETRY_POLICY = {
     "AuthenticationErrorRetries": 0,
     "BadRequestErrorRetries": 0,

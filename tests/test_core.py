@@ -372,6 +372,17 @@ async def test_retries_skip_errors_a_retry_cannot_fix(upstream: Any, status: int
     assert sarai_llm.get_stats()["providers"]["local"]["requests"] == 1  # retries are inside one attempt
 
 
+async def test_a_timeout_given_to_the_call_replaces_the_providers(upstream: Any) -> None:
+    use(primary_provider="local", local_base_url=upstream.base_url, local_timeout=30)
+    upstream.behaviour.delay = 2
+    started = time.monotonic()
+    with pytest.raises(AllProvidersFailedError) as info:
+        await sarai_llm.chat(MESSAGES, timeout=0.3)  # a provider kwarg, passed to LiteLLM
+    assert time.monotonic() - started < 1.5
+    assert isinstance(info.value.errors["local"], sarai_llm.ProviderTimeoutError)
+    assert upstream.count("/chat/completions") == 1  # the OpenAI SDK did not retry behind our back
+
+
 def test_a_compromised_litellm_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from sarai_llm import supply_chain
 
@@ -395,8 +406,8 @@ def test_a_planted_pth_file_is_reported(
 
 
 async def test_unlisted_models_get_a_price_so_litellm_stays_cheap(upstream: Any) -> None:
-    # Without a registered price, a second Router deployment of the same model
-    # leaves None prices that LiteLLM walks on every call (bench/RESULTS.md).
+    # Without a registered price, LiteLLM searches its price list on every
+    # call of the model, and asks an Ollama server (bench/RESULTS.md).
     for _ in range(2):
         use(primary_provider="local", local_base_url=upstream.base_url, local_model="unlisted-model")
         await sarai_llm.chat(MESSAGES, use_cache=False)

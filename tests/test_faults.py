@@ -416,6 +416,7 @@ async def test_fault_matrix(
 
             # -- the outcome and the stats; one attempt is one request ---------------------------
             assert up.count(shape.path[op]) == cell.attempts_upstream, f"requests: {up.requests}"
+            assert up.count() == up.count(shape.path[op]), f"requests besides the call's: {up.requests}"
             cell.check_outcome(gw.get_stats())
 
             # -- nothing left open ------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Retries of one provider before the chain falls back: which failures, and how long to wait.
+
+The gateway calls ``litellm.acompletion`` directly, not through a
+``litellm.Router`` (the Router cost ~1 ms of CPU per call for what the gateway
+does itself: see the README's design decision), so the retry policy a Router
+would apply lives here, in sarai_llm's own terms:
+
+* **retried**: refused or broken connections, timeouts, unusable bodies, and
+  HTTP 408, 409, 429 and 5xx (the statuses the OpenAI SDK retries);
+* **never retried**: 400, 401, 403, 404, 422 and every other 4xx: a retry
+  cannot fix a bad key, a bad request or a missing model;
+* **the wait**: the provider's ``Retry-After`` when it asks for at most 60 s;
+  when it asks for longer, the gateway does not wait and falls back at once;
+  otherwise exponential backoff, 0.5 s doubling up to 8 s, with jitter;
+* **the deadline**: a retry that could not start before the call's deadline
+  is not made, and the error the provider gave is the one reported.
+
+Retries happen inside one attempt: ``get_stats()`` counts one request and at
+most one error per provider and call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ._log import log
+from .errors import ProviderAuthError, ProviderError
+
+__all__ = ["MAX_RETRY_AFTER", "delay", "retryable", "with_retries"]
+
+T = TypeVar("T")
+
+MAX_RETRY_AFTER = 60.0
+"""The longest ``Retry-After`` (seconds) worth waiting for; a longer one falls back at once."""
+
+_FIRST_DELAY = 0.5
+_MAX_DELAY = 8.0
+_RETRIED_STATUSES = frozenset({408, 409, 429})
+
+
+def retryable(error: ProviderError) -> bool:
+    """Whether trying the same provider again could succeed."""
+    if isinstance(error, ProviderAuthError):
+        return False
+    status = error.status_code
+    return status is None or status in _RETRIED_STATUSES or status >= 500
+
+
+def delay(error: ProviderError, retry: int, *, jitter: Callable[[], float] = random.random) -> float | None:
+    """Seconds to wait before retry number ``retry`` (0 for the first), or ``None``: do not retry."""
+    if not retryable(error):
+        return None
+    asked = error.retry_after
+    if asked is not None:
+        return asked if asked <= MAX_RETRY_AFTER else None
+    backoff = min(_FIRST_DELAY * 2.0**retry, _MAX_DELAY)
+    return backoff * (0.75 + 0.5 * jitter())  # spread the retries of many callers
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], retries: int, ends_at: float | None = None) -> T:
+    """``await call()``, retried up to ``retries`` times on a :class:`ProviderError` worth retrying.
+
+    ``ends_at`` is the call's deadline on the ``time.monotonic()`` clock: no
+    retry is made that could not start before it.
+    """
+    retry = 0
+    while True:
+        try:
+            return await call()
+        except ProviderError as error:
+            if retry >= retries:
+                raise
+            wait = delay(error, retry)
+            if wait is None or (ends_at is not None and time.monotonic() + wait >= ends_at):
+                raise
+            retry += 1
+            log.info("%s; retry %d of %d in %.2f s", error, retry, retries, wait)
+            await asyncio.sleep(wait)
