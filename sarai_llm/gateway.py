@@ -165,6 +165,25 @@ def _check_texts(text: object) -> tuple[list[str], bool]:
     return list(texts), single
 
 
+async def _within(
+    pieces: AsyncGenerator[str, None], ends_at: float, deadline: float, provider: str
+) -> AsyncGenerator[str, None]:
+    """The pieces of a stream until ``ends_at`` (``time.monotonic()``), then :class:`ProviderTimeoutError`.
+
+    Each wait for the provider is bounded by the time left. The caller's own
+    time between pieces counts against the deadline but is never interrupted.
+    """
+    while True:
+        try:
+            async with asyncio.timeout(ends_at - time.monotonic()):
+                piece = await anext(pieces, None)
+        except TimeoutError:
+            raise ProviderTimeoutError(provider, f"the call's deadline of {deadline:g} s passed") from None
+        if piece is None:
+            return
+        yield piece
+
+
 # --- provider chain and breaker ---------------------------------------------------
 
 
@@ -609,11 +628,14 @@ class Gateway:
             self.stats.first_token(provider.name, _perf() - opened_at)
             return stream, first, pieces
 
+        deadline = request.deadline if request.deadline is not None else self.config.deadline
+        ends_at = None if deadline is None else time.monotonic() + deadline
         answered_by, (stream, first, pieces) = await self._walk(
-            request.chain, request.model, attempt, deadline=request.deadline
+            request.chain, request.model, attempt, deadline=deadline
         )
         name = answered_by.name
         model = (request.model if answered_by is request.chain[0] and request.model else answered_by.model) or ""
+        rest = pieces if ends_at is None else _within(pieces, ends_at, deadline or 0.0, name)
         chunks: list[str] = []
         complete = False
         try:
@@ -621,7 +643,7 @@ class Gateway:
                 chunks.append(first)
                 yield first
             try:
-                async for piece in pieces:
+                async for piece in rest:
                     chunks.append(piece)
                     yield piece
             except ProviderError as exc:
@@ -630,6 +652,7 @@ class Gateway:
             complete = True
         finally:
             if not complete:  # failed, or abandoned by the consumer: close upstream, cache nothing
+                await rest.aclose()
                 await pieces.aclose()
                 await adapter.close_stream(stream)
         await adapter.close_stream(stream)

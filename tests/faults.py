@@ -274,21 +274,24 @@ class FaultyUpstream:
 
     # -- answers --------------------------------------------------------------------------------
 
+    async def _silence(self, reader: asyncio.StreamReader) -> None:
+        """Send nothing until the client closes the connection (EOF) or the upstream stops."""
+        assert self._stopping is not None
+        stop = asyncio.ensure_future(self._stopping.wait())
+        eof = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait({stop, eof}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            eof.cancel()
+
     async def _respond(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         s = self.settings
         mode = s.mode
         shape = _shape(req.path)
         if mode is Mode.HANG:
-            # Never answer; notice the client closing (EOF) or the upstream stopping.
-            assert self._stopping is not None
-            stop = asyncio.ensure_future(self._stopping.wait())
-            eof = asyncio.ensure_future(reader.read(1))
-            try:
-                await asyncio.wait({stop, eof}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                eof.cancel()
+            await self._silence(reader)
             return False
         if mode is Mode.SLOW:
             await asyncio.sleep(s.delay)
@@ -308,7 +311,7 @@ class FaultyUpstream:
             await _send_json(writer, 404, {"error": {"message": f"no route {req.path}"}})
             return True
         if _wants_stream(shape, req.path, body):
-            await self._stream(shape, body, writer)
+            await self._stream(shape, body, reader, writer)
             return False
         answer = _answer(shape, req.path, body, s)
         if mode is Mode.MALFORMED:
@@ -323,7 +326,9 @@ class FaultyUpstream:
         await _send_json(writer, 200, answer)
         return True
 
-    async def _stream(self, shape: str, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _stream(
+        self, shape: str, body: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         s = self.settings
         model = str(body.get("model") or "fault-model")
         chunked = s.cut_style != "eof" or s.mode is not Mode.CUT
@@ -348,8 +353,7 @@ class FaultyUpstream:
             if s.mode is Mode.CUT and kind == "piece" and sent >= s.cut_after:
                 return  # the connection closes: truncated (chunked) or a clean EOF
             if s.stall_after is not None and kind == "piece" and sent >= s.stall_after:
-                assert self._stopping is not None
-                await self._stopping.wait()
+                await self._silence(reader)
                 return
             await send(data)
             if kind == "piece":
