@@ -73,12 +73,15 @@ class Chatbot:
 
 
 async def run(queries: list[str]) -> None:
-    bot = Chatbot()
-    for query in queries:
-        reply = await bot.respond(query)
-        print(f"user> {query}")
-        print(f"bot>  {reply['content']}")
-        print(f"      [{reply['method']}, {reply['latency_ms']:.1f} ms, cached={reply['cached']}]")
+    try:
+        bot = Chatbot()
+        for query in queries:
+            reply = await bot.respond(query)
+            print(f"user> {query}")
+            print(f"bot>  {reply['content']}")
+            print(f"      [{reply['method']}, {reply['latency_ms']:.1f} ms, cached={reply['cached']}]")
+    finally:
+        await sarai_llm.aclose()  # close the connections before asyncio.run closes the loop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ async def scenarios(lm: localmodel.LocalModel) -> None:
     print("\n--- (d) get_stats()")
     print(json.dumps(stats, indent=2, default=str))
     check(stats["total_fallbacks"] >= 1, "(d) the fallback should be counted")
-    sarai_llm.reset_gateway()
+    await sarai_llm.aclose()  # close the connections before asyncio.run closes the loop
 
 
 def main() -> int:

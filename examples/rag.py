@@ -81,14 +81,17 @@ class RAGPipeline:
 
 
 async def run(query: str) -> None:
-    hits, answer = await RAGPipeline(DOCUMENTS).answer(query)
-    print(f"query: {query}")
-    print("retrieved:")
-    for score, doc in hits:
-        print(f"  {score:+.3f}  {doc}")
-    print(f"answer: {answer}")
-    stats = sarai_llm.get_stats()
-    print(f"gateway: {stats['total_requests']} requests, cache hits {stats.get('cache', {}).get('hits', 0)}")
+    try:
+        hits, answer = await RAGPipeline(DOCUMENTS).answer(query)
+        print(f"query: {query}")
+        print("retrieved:")
+        for score, doc in hits:
+            print(f"  {score:+.3f}  {doc}")
+        print(f"answer: {answer}")
+        stats = sarai_llm.get_stats()
+        print(f"gateway: {stats['total_requests']} requests, cache hits {stats.get('cache', {}).get('hits', 0)}")
+    finally:
+        await sarai_llm.aclose()  # close the connections before asyncio.run closes the loop
 
 
 def main(argv: list[str] | None = None) -> int:

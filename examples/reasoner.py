@@ -51,11 +51,14 @@ class LLMReasoner:
 
 
 async def run(task: str) -> None:
-    result = await LLMReasoner().reason(task)
-    print(f"task:    {task}")
-    print(f"answer:  {result['answer']}")
-    print(f"from:    {result['provider']} / {result['model']}", end="  ")
-    print(f"cached={result['cached']}  {result['latency_ms']:.0f} ms")
+    try:
+        result = await LLMReasoner().reason(task)
+        print(f"task:    {task}")
+        print(f"answer:  {result['answer']}")
+        print(f"from:    {result['provider']} / {result['model']}", end="  ")
+        print(f"cached={result['cached']}  {result['latency_ms']:.0f} ms")
+    finally:
+        await sarai_llm.aclose()  # close the connections before asyncio.run closes the loop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ With all of that done here, the Router only added ~1 ms of CPU per call
 from __future__ import annotations
 
 import email.utils
+import inspect
 import logging
 import math
 import os
@@ -243,6 +244,37 @@ def _served_model(response: Any, fallback: str) -> str:
 # --- the adapter ---------------------------------------------------------------
 
 
+async def close_clients() -> None:
+    """Close the HTTP clients LiteLLM opened on the running event loop, and forget them.
+
+    LiteLLM keeps its clients in one process-wide cache, each under a key
+    ending with its event loop's token; a client can only be closed on its own
+    loop, so those of other loops are left alone. New clients open on demand.
+    """
+    cache = litellm.in_memory_llm_clients_cache
+    this_loop = cache.update_cache_key_with_event_loop("")  # "-<token>"
+    for key in [k for k in list(cache.cache_dict) if k.endswith(this_loop)]:
+        client = cache.cache_dict.get(key)
+        cache.delete_cache(key)
+        await _close(client)
+    # Ollama embeddings and Anthropic streams use a module-level client,
+    # opened on the loop that first needed it (an application has one).
+    await _close(vars(litellm).pop("module_level_aclient", None))
+
+
+async def _close(client: Any) -> None:
+    """Close one of LiteLLM's clients, whatever its kind; never raises."""
+    close = getattr(client, "aclose", None) or getattr(client, "close", None)
+    if close is None:
+        return
+    try:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # closing must never fail a shutdown
+        log.debug("closing a LiteLLM client failed", exc_info=True)
+
+
 class LiteLLMAdapter:
     """The calls of one gateway to ``litellm.acompletion`` / ``litellm.aembedding``.
 
@@ -255,20 +287,6 @@ class LiteLLMAdapter:
     def __init__(self, config: GatewayConfig):
         self._config = config
         self._targets: dict[tuple[str, str, bool], dict[str, Any]] = {}
-
-    async def aclose(self) -> None:
-        """Close the HTTP clients LiteLLM cached, and forget them (new ones open on demand)."""
-        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-
-        try:
-            await close_litellm_async_clients()  # type: ignore[no-untyped-call]
-            # Ollama embeddings and Anthropic streams use a module-level client
-            # that the cache flush below would orphan; close it too.
-            client = vars(litellm).pop("module_level_aclient", None)
-            if client is not None:
-                await client.close()
-        finally:
-            litellm.in_memory_llm_clients_cache.flush_cache()  # type: ignore[no-untyped-call]
 
     def _target(self, provider: ProviderConfig, model: str, embedding: bool) -> dict[str, Any]:
         """LiteLLM's call parameters for ``model`` on ``provider`` (made once)."""

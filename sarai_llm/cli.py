@@ -261,9 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine on its own event loop, closing the connections it opened."""
     import asyncio
 
-    return asyncio.run(coro)
+    import sarai_llm
+
+    async def command() -> T:
+        try:
+            return await coro
+        finally:
+            gateway = sarai_llm._gateway  # None when the command failed before building one
+            if gateway is not None:
+                await gateway.close_connections()
+
+    return asyncio.run(command())
 
 
 def _read_input(value: str | None, what: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -826,14 +827,26 @@ class Gateway:
         if self.cache is not None:
             self.cache.clear()
 
+    async def close_connections(self) -> None:
+        """Close the HTTP connections LiteLLM opened on the running event loop.
+
+        The gateway stays usable: new connections open on demand. Call it
+        before an event loop that made calls ends (a script running
+        ``asyncio.run`` per step, a CLI command), since those connections
+        cannot outlive their loop. LiteLLM's clients are shared by every
+        gateway of the process, so this closes theirs too.
+        """
+        adapter = sys.modules.get("sarai_llm._litellm")
+        if adapter is not None:  # else LiteLLM was never imported: no connection to close
+            await adapter.close_clients()
+
     async def aclose(self) -> None:
-        """Close LiteLLM's network clients of the running event loop, then :meth:`close`.
+        """:meth:`close_connections`, then :meth:`close`.
 
         Call it at shutdown from the event loop that made the calls (e.g. an
         ASGI lifespan handler), so no connection is left for the collector.
         """
-        if self._adapter_instance is not None:
-            await self._adapter_instance.aclose()
+        await self.close_connections()
         self.close()
 
     def close(self) -> None:

@@ -93,5 +93,8 @@ async def _close_network_clients(_isolated_env: None) -> Any:
     """
     yield
     import sarai_llm
+    from sarai_llm import sync
 
+    if sync._runner.running:  # the sync API's clients live on its background loop: close them there
+        sync._shutdown()
     await sarai_llm.aclose()

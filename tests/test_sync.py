@@ -121,7 +121,8 @@ def test_one_background_loop_serves_every_call(stub: Any) -> None:
 def test_a_stopped_background_loop_is_restarted(stub: Any) -> None:
     sarai_llm.chat_sync(USER)
     old = sync._runner._thread
-    sync._runner.stop()  # what the atexit hook does
+    sync._runner.run(sarai_llm.get_gateway().close_connections())
+    sync._runner.stop()  # what the atexit hook does, after closing the gateway
     assert old is not None and not old.is_alive()
 
     assert sarai_llm.chat_sync(USER)["cached"] is True
@@ -184,6 +185,7 @@ def test_sync_call_while_the_same_request_is_in_flight_on_the_callers_loop(stub:
             blocking = sarai_llm.chat_sync(USER)
         finally:
             awaited = await task  # even when the sync call failed: no request left cut
+            await sarai_llm.get_gateway().close_connections()  # this loop's; the background loop keeps its own
         return blocking, awaited
 
     blocking, awaited = asyncio.run(notebook())
@@ -205,3 +207,23 @@ def test_sync_api_inside_a_loop_against_the_real_local_model(local_model: Any, m
     assert first["content"] and first["provider"] == "local" and not first["cached"]
     assert second["cached"] is True and second["content"] == first["content"]
     assert len(sarai_llm.embed_sync("colour")) > 8
+
+
+def test_close_connections_closes_only_the_running_loops() -> None:
+    """A notebook: sync calls on the background loop, awaited calls on its own loop."""
+    from faults import FaultyUpstream
+
+    with FaultyUpstream() as up:
+        gateway = sarai_llm.get_gateway({"primary_provider": "local", "local_base_url": up.base_url})
+        sarai_llm.chat_sync(USER, use_cache=False)  # a kept-alive connection of the background loop
+
+        async def cell() -> None:
+            await sarai_llm.chat(USER, use_cache=False)  # and one of this loop
+            assert up.open_connections == 2
+            await gateway.close_connections()
+            await asyncio.sleep(0.05)  # a closed transport lets go of its socket on the next turn
+
+        asyncio.run(cell())
+        assert up.open_connections == 1  # the background loop's connection was left alone...
+        assert sarai_llm.chat_sync(USER, use_cache=False)["content"] == "Hello world"  # ...and still serves
+        assert up.open_connections == 1
