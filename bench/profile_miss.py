@@ -14,7 +14,8 @@ inclusive of what it calls. Variants run interleaved in batches.
 
 Variants (same request, same fast stub, bench/stub.py):
 ``bare``: ``litellm.acompletion(model="openai/stub", api_base=..., api_key=..., timeout=30)``;
-``router``: ``Router.acompletion`` on a Router built as sarai_llm/_litellm.py builds it;
+``router``: ``Router.acompletion`` on a Router built as sarai_llm/_litellm.py built it before it called
+``litellm.acompletion`` directly;
 ``sarai``: ``sarai_llm.chat(use_cache=False)``.
 """
 

@@ -1,5 +1,10 @@
 """Where the miss-path time goes: LiteLLM Router options and price registration, measured side by side.
 
+The measurement behind the design decision in the README: sarai_llm used a
+``litellm.Router`` (built as ``router()`` below builds one) until these
+figures showed it cost ~1 ms of CPU per call; it now calls
+``litellm.acompletion`` directly (the ``sarai_llm Gateway`` rows).
+
     .venv/bin/python bench/router_variants.py [--quick] [--calls 1200] [--json]
 
 Not part of the default ``make bench`` table (run it with ``bench/run.py --variants``
@@ -58,7 +63,7 @@ from common import (  # noqa: E402
 Call = Callable[[], Awaitable[Any]]
 # Variants that change LiteLLM globals for their batches: name -> (enter, exit).
 HOOKS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {}
-# Calls made once before measuring (a first gateway's first miss adds its Router deployment).
+# Calls made once before measuring (a first gateway's first miss registers its model's price).
 FIRST_CALLS: list[Call] = []
 
 
@@ -109,7 +114,7 @@ def build_variants(  # noqa: C901 - one small closure per variant
         litellm.register_model(_price(f"openai/{name}", price))
 
     def router(model: str, *, deployment: dict[str, Any] | None = None, **options: Any) -> Router:
-        # What sarai_llm/_litellm.py builds: an empty Router, one deployment added per (provider, model).
+        # What sarai_llm/_litellm.py built before issue 10: an empty Router, one deployment per (provider, model).
         r = Router(model_list=[], num_retries=0, **{"disable_cooldowns": True, **options})
         params = {"model": f"openai/{model}", "timeout": TIMEOUT, "stream_timeout": TIMEOUT, "api_base": base}
         params["api_key"] = "sk-no-key-required"
@@ -198,7 +203,7 @@ def build_variants(  # noqa: C901 - one small closure per variant
         "bare acompletion, model registered at price 0": lambda: bare("stub-zero"),
         "bare acompletion, model registered at a non-zero price": lambda: bare("stub-priced"),
         "bare acompletion with num_retries=0 (a gateway without Router)": lambda: bare("stub-direct", num_retries=0),
-        "Router as sarai_llm builds it (unpriced)": lambda: routed(router("r-default"), "r-default"),
+        "Router as sarai_llm built it (unpriced)": lambda: routed(router("r-default"), "r-default"),
         "Router, model registered at price 0": lambda: routed(router("stub-zero"), "stub-zero"),
         "Router, model registered at a non-zero price": lambda: routed(router("stub-priced"), "stub-priced"),
         "Router, cooldowns left on (no disable_cooldowns)": lambda: routed(
