@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._log import log
-from .config import GatewayConfig, ProviderConfig
+from .config import ProviderConfig
 from .errors import (
     ProviderAuthError,
     ProviderConnectionError,
@@ -284,8 +284,7 @@ class LiteLLMAdapter:
     One call here is one request upstream.
     """
 
-    def __init__(self, config: GatewayConfig):
-        self._config = config
+    def __init__(self) -> None:
         self._targets: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
     def _target(self, provider: ProviderConfig, model: str, embedding: bool) -> dict[str, Any]:

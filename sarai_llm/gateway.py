@@ -282,7 +282,7 @@ class Gateway:
         if adapter is None:
             from ._litellm import LiteLLMAdapter  # the first miss pays for importing LiteLLM
 
-            adapter = self._adapter_instance = LiteLLMAdapter(self.config)
+            adapter = self._adapter_instance = LiteLLMAdapter()
         return adapter
 
     # -- chains ----------------------------------------------------------------------
@@ -343,8 +343,8 @@ class Gateway:
 
         ``attempt(provider, model)`` makes one attempt, retried on the same
         provider up to ``num_retries`` times (:mod:`sarai_llm.retry`); ``model``
-        overrides the head's model only. Providers cooling down after repeated failures are
-        skipped (not an attempt) unless every provider of the chain is.
+        overrides the head's model only. Providers cooling down after repeated
+        failures are skipped (not an attempt) unless every provider of the chain is.
         ``deadline`` bounds the whole walk, in seconds.
         """
         breaker, stats, head, retries = self._breaker, self.stats, chain[0], self.config.num_retries
