@@ -56,7 +56,7 @@ async def _fill_like_the_miss_path(gw: Any, all_msgs: list[list[dict[str, str]]]
     r = await sarai_llm.chat(all_msgs[0])
     assert r["cached"] is False, r
     assert gw.cache is not None
-    maker = gw._keymaker("chat", None, gw.chain(None))  # noqa: SLF001 - the gateway's own key maker
+    maker = gw._route("chat", None).keys  # noqa: SLF001 - the gateway's own key maker
     key0 = maker.key((None, all_msgs[0], 0.7, None, {}))
     stored = dict(gw.cache.get(key0) or {}) if key0 is not None else {}
     if stored.get("content") != "pong":

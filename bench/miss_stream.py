@@ -238,7 +238,7 @@ async def own_time(rounds: int, calls: int) -> tuple[float, float]:
     import sarai_llm
 
     gateway = sarai_llm.get_gateway()
-    adapter, provider = gateway._adapter(), gateway.chain()[0]
+    adapter, provider = gateway._adapter_for_miss(), gateway.chain()[0]  # noqa: SLF001
     real = litellm.acompletion
     response = await real(
         model="openai/stub", messages=MESSAGES, api_base=provider.base_url, api_key="x", timeout=TIMEOUT

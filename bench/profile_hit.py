@@ -53,7 +53,7 @@ async def main_async(entries: int) -> None:
     import orjson
 
     import sarai_llm
-    from sarai_llm import gateway as G
+    from sarai_llm import _validate as V
 
     with stub() as s, temp_dir() as d:
         clean_env_for_gateway(d)
@@ -63,8 +63,7 @@ async def main_async(entries: int) -> None:
         order = list(all_msgs)
         random.shuffle(order)
         assert (await sarai_llm.chat(order[0]))["cached"]
-        chain = gw.chain(None)
-        maker = gw._keymaker("chat", None, chain)  # noqa: SLF001
+        maker = gw._route("chat", None).keys  # noqa: SLF001
         payloads = [(None, m, 0.7, None, {}) for m in order]
         keys = [maker.key(p) for p in payloads]
         cache = gw.cache
@@ -83,24 +82,19 @@ async def main_async(entries: int) -> None:
         def step(name: str, fn: Callable[[Any], Any] | None, items: list[Any]) -> None:
             rows.append((name, max(0.0, _per_call_ns(fn, items) - base) if fn is not None else None))
 
-        step("_check_messages(messages)", getattr(G, "_check_messages", None), order)
-        cp = getattr(G, "_check_params", None)
-        step(
-            "_check_params(0.7, None, None, True, {})",
-            (lambda _m: cp(0.7, None, None, True, {})) if cp else None,
-            order,
-        )
-        cco = getattr(G, "_check_call_options", None)
-        step("_check_call_options(None, None)", (lambda _m: cco(None, None)) if cco else None, order)
+        step("check_messages(messages)  [the miss path only]", V.check_messages, order)
+        step("check_call(0.7, None, None, True, {})  [the miss path only]",
+             lambda _m: V.check_call(0.7, None, None, True, {}), order)  # fmt: skip
+        step("check_options(None, None)", lambda _m: V.check_options(None, None), order)
         step("gateway.chain(None)", lambda _m: gw.chain(None), order)
-        step("stats.request()", lambda _m: gw.stats.request(), order)
-        step("gateway._keymaker('chat', None, chain)", lambda _m: gw._keymaker("chat", None, chain), order)  # noqa: SLF001
+        step("events.request()", lambda _m: gw.events.request(), order)
+        step("gateway._route('chat', None)", lambda _m: gw._route("chat", None), order)  # noqa: SLF001
         step("KeyMaker.key(request)  [orjson + blake2b]", maker.key, payloads)
         opts = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
         step("  of which orjson.dumps(request, OPT_SORT_KEYS)", lambda p: orjson.dumps(p, option=opts), payloads)
         step("ResponseCache.get(key)", cache.get, keys)
         step(
-            "gateway._answered(hit, ...)  [result dict + stats.answered]",
+            "gateway._answered(hit, ...)  [result dict + events.answered]",
             lambda h: gw._answered(h, True, False, started, None),  # noqa: SLF001
             hits,
         )

@@ -1,43 +1,31 @@
 """The adapter to LiteLLM: the only module of sarai_llm that imports it.
 
 Importing LiteLLM costs seconds and ~200 MB, so the gateway imports this
-module on the first cache miss, never at ``import sarai_llm``.
-
-What lives here:
-
-* the call parameters of each (provider, model), built from
-  :mod:`sarai_llm.mapping` (a provider's settings as a LiteLLM model string
-  and ``api_base``, without LiteLLM) with the provider's timeout;
-* one-request calls to ``litellm.acompletion`` and ``litellm.aembedding``;
-* normalisation of LiteLLM's responses into plain Python values;
-* :func:`cost_usd`, the price of an answer from LiteLLM's bundled price list
-  (offline) or the prices per token set in the configuration;
-* :func:`map_exception`, the one place where LiteLLM / openai / httpx errors
-  become :class:`~sarai_llm.errors.ProviderError` subclasses.
-
-No ``litellm.Router``: the gateway walks the fallback chain, keeps the
-cooldowns and retries (:mod:`sarai_llm.retry`) and bounds each call, because
-the chain depends on the call (``provider=`` reorders it), every attempt must
-be counted exactly, and a stream may fail over only before its first chunk.
-With all of that done here, the Router only added ~1 ms of CPU per call
-(the README's design decision; bench/RESULTS.md).
+module on the first cache miss, never at ``import sarai_llm``. Here: the call
+parameters of each (provider, model), from the provider table
+(:mod:`sarai_llm._providers`); one request per attempt to
+``litellm.acompletion`` / ``litellm.aembedding``, since retries, fallbacks and
+cooldowns are the gateway's (no ``litellm.Router``: README, "Design
+decision"); LiteLLM's responses as plain values; :func:`cost_usd`; and
+:func:`map_exception`, the one place where LiteLLM / openai / httpx errors
+become :class:`~sarai_llm.errors.ProviderError` subclasses.
 """
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
 import inspect
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from ._adapter import Completion, Embeddings, StreamState, no_usage
 from ._log import log
-from .config import ProviderConfig
+from ._providers import api_base, litellm_params, model_string
 from .errors import (
     ProviderAuthError,
     ProviderConnectionError,
@@ -47,7 +35,10 @@ from .errors import (
     ProviderTimeoutError,
     redact,
 )
-from .mapping import api_base, litellm_params, model_string  # noqa: F401 - re-exported
+from .retry import causes, retry_after
+
+if TYPE_CHECKING:
+    from .config import ProviderConfig
 
 # LiteLLM fetches its price map from the network at import unless told not to;
 # offline that blocks for 5-10 s. Respect a value the user chose.
@@ -55,6 +46,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 from litellm import exceptions as llm_errors  # noqa: E402
+from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: E402
 
 
 def _quiet_litellm() -> None:
@@ -105,71 +97,29 @@ class _Forward(logging.Handler):
 _quiet_litellm()
 
 
-# --- settings -> LiteLLM -----------------------------------------------------
-
-
-# api_base, model_string and litellm_params live in sarai_llm.mapping (no LiteLLM import),
-# shared with the LiteLLM Proxy export; re-exported here for existing imports.
-
-
-# --- results -------------------------------------------------------------------
-
-
-@dataclass
-class Completion:
-    """A complete chat answer, normalised from LiteLLM's ModelResponse."""
-
-    content: str
-    model: str
-    usage: dict[str, int]
-    finish_reason: str | None
-    cost_usd: float = 0.0
-
-
-@dataclass
-class Embeddings:
-    """The vectors of one embedding call (input order) and the usage the provider reported."""
-
-    vectors: list[list[float]]
-    usage: dict[str, int]
-    cost_usd: float = 0.0
-
-
-@dataclass
-class StreamState:
-    """What a stream reported besides its text, filled in as it goes."""
-
-    model: str = ""
-    finish_reason: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
+# --- results and cost ---------------------------------------------------------
 
 
 def _usage(raw: Any) -> dict[str, int]:
     if raw is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return no_usage()
     prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
     completion = int(getattr(raw, "completion_tokens", 0) or 0)
     total = int(getattr(raw, "total_tokens", 0) or 0) or prompt + completion
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
-# --- cost ------------------------------------------------------------------------
-
-# Providers whose models cost nothing unless the configuration prices them. LiteLLM
-# is never asked about them: its Ollama pricing asks the Ollama server for model info.
-_FREE_PROVIDERS = frozenset({"ollama", "local"})
 _unpriced: set[str] = set()  # LiteLLM model strings its price list does not know
 
 
 def cost_usd(
     provider: ProviderConfig, model: str, usage: Mapping[str, Any] | None, *, embedding: bool = False
 ) -> float:
-    """What one answer cost, in US dollars; 0.0 when the price is unknown.
+    """What one answer cost, in US dollars; 0.0 when the price is unknown. Never raises.
 
     The configuration's prices per token win (:attr:`ProviderConfig.priced`);
-    otherwise ollama and local cost 0, and openai / anthropic models are priced
-    by LiteLLM's price list shipped with the package (``LITELLM_LOCAL_MODEL_COST_MAP``
-    is set, so it is never fetched). Never raises.
+    otherwise free providers (ollama, local) cost 0, and the others are priced
+    by LiteLLM's price list shipped with the package (never fetched).
     """
     if not usage:
         return 0.0
@@ -177,7 +127,7 @@ def cost_usd(
     completion = int(usage.get("completion_tokens") or 0)
     if provider.priced:
         return prompt * (provider.input_cost_per_token or 0.0) + completion * (provider.output_cost_per_token or 0.0)
-    if provider.name in _FREE_PROVIDERS or not (prompt or completion):
+    if provider.spec.free or not (prompt or completion):
         return 0.0
     name = model_string(provider, model, embedding=embedding)
     if name in _unpriced:
@@ -196,22 +146,15 @@ def cost_usd(
     return total if math.isfinite(total) and total > 0.0 else 0.0
 
 
-_LITELLM_PROVIDER = {"ollama": "ollama", "anthropic": "anthropic", "openai": "openai", "local": "openai"}
-
-
 def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> None:
     """Give LiteLLM a price for a model its price list lacks (a local model, usually).
 
     LiteLLM prices every answer it logs; for a model missing from its price
-    list that is a failed search on every call (~0.3 ms of CPU; with a
-    ``None`` price left by a ``litellm.Router`` deployment, ~1 ms twice:
-    bench/RESULTS.md). The configured prices are used, else 0. sarai_llm
+    list that is a failed search on every call (~0.3 ms of CPU). sarai_llm
     computes costs itself (:func:`cost_usd`); this only keeps LiteLLM's own
-    bookkeeping cheap.
-
-    Ollama models are always registered: for an Ollama model missing from its
-    price list, LiteLLM asks the Ollama server (a blocking ``POST /api/show``
-    from inside the event loop) on every call.
+    bookkeeping cheap. Ollama models are always registered: for one missing
+    from its price list, LiteLLM asks the Ollama server (a blocking
+    ``POST /api/show`` from inside the event loop) on every call.
     """
     if not provider.priced and provider.name != "ollama" and _listed(name):
         return
@@ -220,7 +163,7 @@ def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> Non
             name: {
                 "input_cost_per_token": provider.input_cost_per_token or 0.0,
                 "output_cost_per_token": provider.output_cost_per_token or 0.0,
-                "litellm_provider": _LITELLM_PROVIDER[provider.name],
+                "litellm_provider": provider.spec.litellm_provider,
                 "mode": "embedding" if embedding else "chat",
             }
         }
@@ -241,7 +184,7 @@ def _served_model(response: Any, fallback: str) -> str:
     return str(hidden.get("provider_response_model") or getattr(response, "model", None) or fallback)
 
 
-# --- the adapter ---------------------------------------------------------------
+# --- connections -----------------------------------------------------------------
 
 
 async def close_clients() -> None:
@@ -263,7 +206,7 @@ async def close_clients() -> None:
 
 
 async def _close(client: Any) -> None:
-    """Close one of LiteLLM's clients, whatever its kind; never raises."""
+    """Close one of LiteLLM's clients or streams, whatever its kind; never raises."""
     close = getattr(client, "aclose", None) or getattr(client, "close", None)
     if close is None:
         return
@@ -271,24 +214,47 @@ async def _close(client: Any) -> None:
         result = close()
         if inspect.isawaitable(result):
             await result
-    except Exception:  # closing must never fail a shutdown
+    except Exception:  # closing must never fail a shutdown, nor a broken stream's end
         log.debug("closing a LiteLLM client failed", exc_info=True)
 
 
+_orphans: set[asyncio.Task[Any]] = set()
+
+
+def _release_logging_worker() -> None:
+    """Cancel LiteLLM's logging task on its own loop before a call from another loop replaces it.
+
+    LiteLLM runs one logging task on the loop that first called it; a call
+    from another loop (the sync API's, after a notebook cell's own) starts a
+    new one there and drops its only reference to the old task, which the
+    collector then destroys while pending ("Task was destroyed but it is
+    pending!" in a notebook cell). Checked in tests/test_notebook.py.
+    """
+    task = getattr(GLOBAL_LOGGING_WORKER, "_worker_task", None)
+    if not isinstance(task, asyncio.Task) or task.done() or task.get_loop() is asyncio.get_running_loop():
+        return
+    _orphans.add(task)
+    task.add_done_callback(_orphans.discard)
+    if not task.get_loop().is_closed():
+        task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+# --- the adapter ---------------------------------------------------------------
+
+
 class LiteLLMAdapter:
-    """The calls of one gateway to ``litellm.acompletion`` / ``litellm.aembedding``.
+    """The :class:`~sarai_llm._adapter.Adapter` over ``litellm.acompletion`` / ``litellm.aembedding``.
 
     Each (provider, model) becomes one set of call parameters, made on first
     use: LiteLLM model string, ``api_base``, key, the provider's ``timeout``,
-    and ``max_retries=0`` (retries are the gateway's: :mod:`sarai_llm.retry`).
-    One call here is one request upstream.
+    and ``max_retries=0`` (retries are the gateway's). One call is one request.
     """
 
     def __init__(self) -> None:
         self._targets: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
     def _target(self, provider: ProviderConfig, model: str, embedding: bool) -> dict[str, Any]:
-        """LiteLLM's call parameters for ``model`` on ``provider`` (made once)."""
+        _release_logging_worker()
         key = (provider.name, model, embedding)
         target = self._targets.get(key)
         if target is None:
@@ -302,52 +268,34 @@ class LiteLLMAdapter:
     async def complete(
         self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
     ) -> Completion:
-        """One chat attempt on one provider; raises :class:`ProviderError`."""
+        """One chat request."""
         target = self._target(provider, model, False)
         try:
             response = await litellm.acompletion(messages=list(messages), **{**target, **params})
             choice = response.choices[0]
             content = choice.message.content
             usage = _usage(getattr(response, "usage", None))
-            answer = Completion(
-                content=content if isinstance(content, str) else "",
-                model=_served_model(response, model),
-                usage=usage,
-                finish_reason=choice.finish_reason,
-            )
+            served = _served_model(response, model)
         except Exception as exc:
-            raise map_exception(exc, provider.name) from exc
-        answer.cost_usd = cost_usd(provider, model, usage)
-        return answer
+            raise map_exception(exc, provider) from exc
+        text = content if isinstance(content, str) else ""
+        return Completion(text, served, usage, choice.finish_reason, cost_usd(provider, model, usage))
 
-    @staticmethod
-    def cost(
-        provider: ProviderConfig, model: str, usage: Mapping[str, Any] | None, *, embedding: bool = False
-    ) -> float:
-        """:func:`cost_usd` of an answer of ``model`` on ``provider`` (streams)."""
-        return cost_usd(provider, model, usage, embedding=embedding)
-
-    async def open_stream(
+    async def stream(
         self,
         provider: ProviderConfig,
         model: str,
         messages: Sequence[Mapping[str, Any]],
         params: dict[str, Any],
-    ) -> Any:
-        """Open a stream on one provider; raises :class:`ProviderError`."""
+        state: StreamState,
+    ) -> AsyncGenerator[str, None]:
+        """The text pieces of one streamed chat, recording model, usage and finish reason in ``state``."""
         target = self._target(provider, model, False)
-        extra: dict[str, Any] = {}
-        if provider.name != "ollama":
-            extra["stream_options"] = {"include_usage": True}
+        usage_on = {} if provider.name == "ollama" else {"stream_options": {"include_usage": True}}
+        stream: Any = None
+        text = False
         try:
-            return await litellm.acompletion(messages=list(messages), stream=True, **{**target, **extra, **params})
-        except Exception as exc:
-            raise map_exception(exc, provider.name) from exc
-
-    @staticmethod
-    async def iterate_stream(stream: Any, provider: str, state: StreamState) -> AsyncGenerator[str, None]:
-        """Yield the text pieces of an open stream, recording model, usage and finish."""
-        try:
+            stream = await litellm.acompletion(messages=list(messages), stream=True, **{**target, **usage_on, **params})
             async for chunk in stream:
                 if not state.model and getattr(chunk, "model", None):
                     state.model = str(chunk.model)
@@ -363,38 +311,39 @@ class LiteLLMAdapter:
                     if choice is None:
                         continue
                     state.finish_reason = choice.finish_reason
-                text = getattr(choice.delta, "content", None)
-                if text:
-                    yield text
+                piece = getattr(choice.delta, "content", None)
+                if piece:
+                    text = True
+                    yield piece
         except Exception as exc:
             raise map_exception(exc, provider) from exc
-
-    @staticmethod
-    async def close_stream(stream: Any) -> None:
-        """Close an upstream stream (its HTTP connection included); never raises."""
-        aclose = getattr(stream, "aclose", None)
-        if aclose is None:
-            return
-        try:
-            await aclose()
-        except Exception:  # closing a broken stream may fail again; nothing to do
-            log.debug("closing an upstream stream failed", exc_info=True)
+        finally:  # also when the consumer stops early: the connection is released now
+            await _close(stream)
+        # LiteLLM adds a closing chunk with finish_reason "stop" of its own; the
+        # stream's received_finish_reason says what the provider sent.
+        if not text and getattr(stream, "received_finish_reason", "") is None:
+            raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
+        state.cost_usd = cost_usd(provider, model, state.usage)
 
     async def embed(
-        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any] | None = None
+        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
     ) -> Embeddings:
-        """Embed ``texts`` in one upstream call; vectors in input order, with usage and cost."""
+        """Embed ``texts`` in one request; vectors in input order, with usage and cost."""
         target = self._target(provider, model, True)
         try:
-            response = await litellm.aembedding(input=texts, **{**target, **(params or {})})
+            response = await litellm.aembedding(input=texts, **{**target, **params})
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
         except Exception as exc:
-            raise map_exception(exc, provider.name) from exc
+            raise map_exception(exc, provider) from exc
         if len(vectors) != len(texts):
             raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
         return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True))
+
+    async def close_connections(self) -> None:
+        """Close LiteLLM's connections of the running event loop (:func:`close_clients`)."""
+        await close_clients()
 
 
 def _field(item: Any, name: str) -> Any:
@@ -407,6 +356,7 @@ _CONNECTION_MARKERS = ("Connection error", "Connection refused", "connect", "Ser
 # Exception class names, anywhere in the cause chain, that say what happened.
 _TIMEOUTS = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutError"})
 _BAD_BODIES = frozenset({"JSONDecodeError"})
+_REFUSED = frozenset({"ConnectError", "ConnectionRefusedError", "ClientConnectorError"})
 _BROKEN_CONNECTIONS = frozenset(
     {
         "APIConnectionError",
@@ -423,15 +373,6 @@ _BROKEN_CONNECTIONS = frozenset(
 )
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 10:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
 def _message(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc)
     # LiteLLM prefixes "litellm.XError: XError: OpenAIException - ..." and
@@ -443,8 +384,11 @@ def _message(exc: BaseException) -> str:
     return redact(first)
 
 
-def map_exception(exc: BaseException, provider: str) -> ProviderError:
-    """Translate any exception of one attempt into a :class:`ProviderError`.
+def map_exception(exc: BaseException, provider: ProviderConfig) -> ProviderError:
+    """Translate any exception of one attempt on ``provider`` into a :class:`ProviderError`.
+
+    A connection that could not be made says where, and what to check next;
+    LiteLLM's own text stays in the ``__cause__``.
 
     ``status_code`` is the provider's HTTP status when it sent one: LiteLLM
     also makes statuses up (500 for a refused connection, 408 for a timeout),
@@ -452,60 +396,39 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     """
     if isinstance(exc, ProviderError):
         return exc
-    names = {type(e).__name__ for e in _chain(exc)}
+    names = {type(e).__name__ for e in causes(exc)}
     message = _message(exc)
+    name = provider.name
     if isinstance(exc, llm_errors.Timeout) or names & _TIMEOUTS:
-        return ProviderTimeoutError(provider, message)
+        return ProviderTimeoutError(name, message)
     if names & _BAD_BODIES:
-        return ProviderResponseError(provider, message)
+        return ProviderResponseError(name, message)
     # LiteLLM files some statuses under another class (an Anthropic 503 is its
     # InternalServerError, 500): the provider's own status wins.
     status = getattr(exc, "provider_status_code", None) or getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
-        return ProviderAuthError(provider, message, status_code=status)
+        return ProviderAuthError(name, message, status_code=status)
     if isinstance(exc, llm_errors.RateLimitError) or status == 429:
-        return ProviderRateLimitError(provider, message, status_code=status, retry_after=retry_after(exc))
+        return ProviderRateLimitError(name, message, status_code=status, retry_after=retry_after(exc))
     if names & _BROKEN_CONNECTIONS or (
         isinstance(exc, llm_errors.InternalServerError) and any(m in message for m in _CONNECTION_MARKERS)
     ):
-        return ProviderConnectionError(provider, message)
-    return ProviderResponseError(provider, message, status_code=status, retry_after=retry_after(exc))
+        if names & _REFUSED or "Cannot connect" in message:
+            return ProviderConnectionError(
+                name,
+                f"cannot connect to {_where(provider)}: is the server running? "
+                "(`sarai-llm health` checks every provider)",
+            )
+        return ProviderConnectionError(name, f"the connection to {_where(provider)} broke: {message}")
+    return ProviderResponseError(name, message, status_code=status, retry_after=retry_after(exc))
 
 
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds the provider asked to wait (``retry-after-ms``, or ``Retry-After`` as seconds or a date)."""
-    for error in _chain(exc):
-        headers = _headers(error)
-        if headers is None:
-            continue
-        try:
-            if (ms := headers.get("retry-after-ms")) is not None:
-                seconds = float(ms) / 1000.0
-            elif (value := headers.get("retry-after")) is not None:
-                seconds = _seconds(str(value))
-            else:
-                continue
-        except (TypeError, ValueError):
-            return None
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    return None
-
-
-def _headers(error: BaseException) -> Any:
-    """The response headers an exception carries (LiteLLM and the SDKs keep them in different places)."""
-    try:
-        headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
-        headers = headers or getattr(error, "litellm_response_headers", None)
-    except Exception:  # a property that raises without a response
-        return None
-    return headers if hasattr(headers, "get") else None
-
-
-def _seconds(value: str) -> float:
-    """A ``Retry-After`` value: delay-seconds, or an HTTP date."""
-    try:
-        return float(value)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value)  # ValueError when it is not a date either
-        return when.timestamp() - time.time()
+def _where(provider: ProviderConfig) -> str:
+    """The server a provider's requests go to, without credentials."""
+    url = api_base(provider) or provider.spec.public_base_url or provider.name
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()

@@ -22,15 +22,17 @@ most one error per provider and call.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ._log import log
 from .errors import ProviderAuthError, ProviderError
 
-__all__ = ["MAX_RETRY_AFTER", "delay", "retryable", "with_retries"]
+__all__ = ["MAX_RETRY_AFTER", "causes", "delay", "retry_after", "retryable", "with_retries"]
 
 T = TypeVar("T")
 
@@ -80,3 +82,51 @@ async def with_retries(call: Callable[[], Awaitable[T]], retries: int, ends_at: 
             retry += 1
             log.info("%s; retry %d of %d in %.2f s", error, retry, retries, wait)
             await asyncio.sleep(wait)
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes (``__cause__``, else ``__context__``), at most 10."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asked to wait (``retry-after-ms``, or ``Retry-After`` as seconds or a date)."""
+    for error in causes(exc):
+        headers = _headers(error)
+        if headers is None:
+            continue
+        try:
+            if (ms := headers.get("retry-after-ms")) is not None:
+                seconds = float(ms) / 1000.0
+            elif (value := headers.get("retry-after")) is not None:
+                seconds = _seconds(str(value))
+            else:
+                continue
+        except (TypeError, ValueError):
+            return None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def _headers(error: BaseException) -> Any:
+    """The response headers an exception carries (LiteLLM and the SDKs keep them in different places)."""
+    try:
+        headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
+        headers = headers or getattr(error, "litellm_response_headers", None)
+    except Exception:  # a property that raises without a response
+        return None
+    return headers if hasattr(headers, "get") else None
+
+
+def _seconds(value: str) -> float:
+    """A ``Retry-After`` value: delay-seconds, or an HTTP date."""
+    try:
+        return float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)  # ValueError when it is not a date either
+        return when.timestamp() - time.time()

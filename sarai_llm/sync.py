@@ -35,8 +35,11 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from . import _api, _global
 
 if TYPE_CHECKING:
     import asyncio
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["chat_sync", "embed_sync", "health_check_sync", "stream_chat_sync"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _BackgroundLoop:
@@ -148,14 +152,11 @@ def _shutdown() -> None:
     be closed there; :func:`sarai_llm.aclose` does it, and closes the cache
     (writing its pending LRU times). Nobody uses the gateway any more.
     """
-    if _runner.running:
-        import sarai_llm
-
-        if sarai_llm._gateway is not None:
-            try:
-                _runner.run(sarai_llm.aclose(), timeout=5.0)
-            except Exception:  # never fail the interpreter's exit over a close
-                pass
+    if _runner.running and _global.current() is not None:
+        try:
+            _runner.run(_global.aclose(), timeout=5.0)
+        except Exception:  # never fail the interpreter's exit over a close
+            pass
     _runner.stop()
 
 
@@ -165,49 +166,43 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_runner.forget)
 
 
-def chat_sync(
-    messages: Sequence[Mapping[str, Any]],
-    model: str | None = None,
-    provider: str | None = None,
-    temperature: float = 0.7,
-    max_tokens: int | None = None,
-    use_cache: bool = True,
-    **provider_kwargs: Any,
-) -> dict[str, Any]:
-    """Blocking :func:`sarai_llm.chat`: same arguments, same result dict, same errors.
+def _blocking(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The blocking form of an API coroutine function: same signature, result and errors."""
 
-    Safe in a plain script and inside a running event loop (a notebook cell).
-    """
-    import sarai_llm
+    @wraps(call)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        return _runner.run(call(*args, **kwargs))
 
-    return _runner.run(sarai_llm.chat(messages, model, provider, temperature, max_tokens, use_cache, **provider_kwargs))
+    blocking.__name__ = blocking.__qualname__ = f"{call.__name__}_sync"
+    blocking.__doc__ = (
+        f"Blocking :func:`sarai_llm.{call.__name__}`: same arguments, same result, same errors.\n\n"
+        "Safe in a plain script and inside a running event loop (a notebook cell)."
+    )
+    return blocking
 
 
-def stream_chat_sync(
-    messages: Sequence[Mapping[str, Any]],
-    model: str | None = None,
-    provider: str | None = None,
-    temperature: float = 0.7,
-    max_tokens: int | None = None,
-    use_cache: bool = True,
-    **provider_kwargs: Any,
-) -> Iterator[str]:
+chat_sync = _blocking(_api.chat)
+embed_sync = _blocking(_api.embed)
+health_check_sync = _blocking(_api.health_check)
+
+
+def stream_chat_sync(*args: Any, **kwargs: Any) -> Iterator[str]:
     """Blocking :func:`sarai_llm.stream_chat`: ``for piece in stream_chat_sync(...)``.
 
-    Arguments are checked when this is called, before iteration, as with the
-    async version. Breaking out of the loop (or closing the iterator) closes
-    the upstream stream; nothing is cached then.
+    Arguments are checked when this is called, before iteration. Breaking out
+    of the loop (or closing the iterator) closes the upstream stream; nothing
+    is cached then.
     """
-    import sarai_llm
-
-    stream = sarai_llm.stream_chat(messages, model, provider, temperature, max_tokens, use_cache, **provider_kwargs)
-    return _iterate(stream)
+    return _iterate(_api.stream_chat(*args, **kwargs))
 
 
-def _iterate(stream: Any) -> Iterator[str]:
+stream_chat_sync.__wrapped__ = _api.stream_chat  # type: ignore[attr-defined]  # its signature, for help()
+
+
+def _iterate(stream: AsyncIterator[str]) -> Iterator[str]:
     async def step() -> tuple[bool, str]:
         try:
-            return True, await stream.__anext__()
+            return True, await anext(stream)
         except StopAsyncIteration:
             return False, ""
 
@@ -220,32 +215,11 @@ def _iterate(stream: Any) -> Iterator[str]:
                 return
             yield piece
     finally:
-        if not finished:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                if _runner.on_loop_thread():  # collected on the loop's own thread: cannot wait
-                    import asyncio
+        aclose = getattr(stream, "aclose", None)
+        if not finished and aclose is not None:
+            if _runner.on_loop_thread():  # collected on the loop's own thread: cannot wait
+                import asyncio
 
-                    asyncio.ensure_future(aclose())
-                else:
-                    _runner.run(aclose())
-
-
-def embed_sync(
-    text: str | Sequence[str],
-    model: str | None = None,
-    provider: str | None = None,
-    use_cache: bool = True,
-    **kwargs: Any,
-) -> list[float] | list[list[float]]:
-    """Blocking :func:`sarai_llm.embed`: one text gives ``list[float]``, a list gives ``list[list[float]]``."""
-    import sarai_llm
-
-    return _runner.run(sarai_llm.embed(text, model, provider, use_cache, **kwargs))
-
-
-def health_check_sync(provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
-    """Blocking :func:`sarai_llm.health_check`: ``{"ollama": True, "local": False, ...}``."""
-    import sarai_llm
-
-    return _runner.run(sarai_llm.health_check(provider, detailed=detailed))
+                asyncio.ensure_future(aclose())
+            else:
+                _runner.run(aclose())

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import sarai_llm
-from sarai_llm.cache import ResponseCache, request_key
+from sarai_llm.cache import MemoryStore, ResponseCache, request_key
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -146,6 +146,30 @@ def test_values_are_json_not_pickles(tmp_path: Path) -> None:
     (value,) = con.execute("SELECT value FROM Cache WHERE key = 'k'").fetchone()
     con.close()
     assert value.startswith(b"{")
+
+
+def test_memory_store_behaves_as_a_store() -> None:
+    clock = FakeClock()
+    shared = MemoryStore()
+    cache = ResponseCache(store=lambda: shared, max_size=2, clock=clock, sync_interval=0)
+    other = ResponseCache(store=lambda: shared, max_size=2, clock=clock, sync_interval=0)  # another "process"
+    for name in "AB":
+        clock.now += 1
+        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+    clock.now += 1
+    assert cache.get("A") is not None  # A is now more recent than B
+    cache.set("C", answer("C"), messages=MESSAGES, model="m")
+    assert (cache.evictions, len(cache), len(other)) == (1, 2, 2)
+    assert cache.get("B") is None and other.get("A") == answer("A")  # read through the shared store
+    assert cache.invalidate([{"role": "user", "content": "A"}]) == 1  # model=None: every model
+    assert cache.get("A") is None and other.get("A") is None  # the epoch reached other's front
+    cache.clear()
+    assert len(other) == 0 and other.get("C") is None
+    cache.set("D", answer("D"), messages=MESSAGES, model="m")
+    clock.now += cache.ttl + 1
+    assert cache.get("D") is None and len(cache) == 0  # expired by the cache's clock
+    own = ResponseCache(store=MemoryStore)  # the class is a factory: a store of its own
+    assert own.stats()["store"] == "memory" and len(own) == 0 and cache.stats()["errors"] == 0
 
 
 # --- through the gateway ------------------------------------------------------------------
@@ -315,7 +339,7 @@ def test_namespaces_share_a_directory_without_seeing_each_other(tmp_path: Path) 
 
 
 def test_a_failed_store_is_opened_again_later(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from sarai_llm.disk_store import DiskStore
+    from sarai_llm.cache import DiskStore
 
     attempts = []
 

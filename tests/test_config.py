@@ -40,6 +40,22 @@ llm_gateway:
 
 SECRET = "sk-proj-TOPSECRET-0123456789"
 
+# Every setting's flat name, in display order: LLM_GATEWAY_<NAME>, explain() and public_dict() keys.
+SETTING_NAMES = (
+    "primary_provider", "fallback_providers",
+    "ollama_base_url", "ollama_model", "ollama_embed_model", "ollama_timeout", "ollama_api_key",
+    "ollama_input_cost_per_token", "ollama_output_cost_per_token",
+    "openai_api_key", "openai_base_url", "openai_model", "openai_embed_model", "openai_timeout",
+    "openai_input_cost_per_token", "openai_output_cost_per_token",
+    "anthropic_api_key", "anthropic_base_url", "anthropic_model", "anthropic_timeout",
+    "anthropic_input_cost_per_token", "anthropic_output_cost_per_token",
+    "local_base_url", "local_model", "local_embed_model", "local_timeout", "local_api_key",
+    "local_input_cost_per_token", "local_output_cost_per_token",
+    "cache_enabled", "cache_ttl", "cache_max_size", "cache_dir", "cache_namespace", "cache_backend", "redis_url",
+    "num_retries", "allowed_fails", "cooldown_time", "health_timeout", "deadline",
+    "metrics_port", "metrics_host", "metrics_global", "config",
+)  # fmt: skip
+
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
@@ -508,7 +524,9 @@ def test_base_url_trailing_slash_is_stripped(raw: str, expected: str) -> None:
 def test_config_is_read_only() -> None:
     config = GatewayConfig.load()
     with pytest.raises(ValidationError):
-        config.cache_ttl = 1
+        config.cache_ttl = 1  # type: ignore[attr-defined]  # a flat name: read-only by design
+    with pytest.raises(ValidationError):
+        config.cache.ttl = 1  # the nested sections too
 
 
 # --- views ---------------------------------------------------------------------------
@@ -545,7 +563,8 @@ def test_explain_names_each_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     dotenv(tmp_path, "LLM_GATEWAY_OPENAI_MODEL=d")
     monkeypatch.setenv("LLM_GATEWAY_OLLAMA_MODEL", "e")
     explained = GatewayConfig.load(anthropic_model="a").explain()
-    assert set(explained) == set(GatewayConfig.model_fields)
+    assert GatewayConfig.setting_names() == SETTING_NAMES
+    assert list(explained) == list(SETTING_NAMES)
     assert explained["anthropic_model"] == "argument"
     assert explained["ollama_model"] == "environment"
     assert explained["openai_model"] == ".env"
@@ -556,7 +575,7 @@ def test_explain_names_each_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_public_dict_is_json_and_complete() -> None:
     config = GatewayConfig.load(cache_dir="/tmp/c", openai_api_key=SECRET)
     public = config.public_dict()
-    assert set(public) == set(GatewayConfig.model_fields)
+    assert list(public) == list(SETTING_NAMES)
     assert json.loads(json.dumps(public)) == public
     assert public["openai_api_key"] == "***"
     assert public["anthropic_api_key"] is None
@@ -709,3 +728,29 @@ def test_redis_url_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_redis_url_password_in_query_is_scrubbed() -> None:
     GatewayConfig.load(redis_url="unix:///run/redis.sock?db=0&password=q-TOPSECRET-9")
     assert redact("password q-TOPSECRET-9") == "password ***"
+
+
+# --- defaults only, and the provider table ------------------------------------------------
+
+
+def test_defaults_read_no_environment_dotenv_or_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_CACHE_TTL", "5")
+    dotenv(tmp_path, "LLM_GATEWAY_OLLAMA_MODEL=from-dotenv")
+    yaml_file(tmp_path, "  primary_provider: local\n")
+    config = GatewayConfig.defaults(openai_model="m")
+    assert (config.cache_ttl, config.ollama_model, config.primary_provider) == (3600, "llama3.2:latest", "ollama")
+    assert config.openai_model == "m" and config.config_file is None
+    assert config.explain()["openai_model"] == "argument" and config.explain()["cache_ttl"] == "default"
+    assert "argument cache_ttl" in str(pytest.raises(ConfigError, GatewayConfig.defaults, cache_ttl="abc").value)
+
+
+def test_provider_views_carry_their_table_row() -> None:
+    from sarai_llm._providers import SPECS
+
+    config = GatewayConfig.defaults()
+    assert tuple(SPECS) == PROVIDERS
+    for name in PROVIDERS:
+        provider = config.provider(name)
+        assert provider.spec is SPECS[name]
+        assert provider.model == SPECS[name].default_model
+        assert provider.base_url == SPECS[name].default_base_url

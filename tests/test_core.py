@@ -288,14 +288,14 @@ async def test_library_is_silent_on_errors(capfd: pytest.CaptureFixture[str], de
     ],
 )
 def test_base_urls_are_normalised(provider: str, base: str, expected: str) -> None:
-    from sarai_llm._litellm import api_base
+    from sarai_llm._providers import api_base
 
     config = GatewayConfig.load(**{f"{provider}_base_url": base})
     assert api_base(config.provider(provider)) == expected
 
 
 def test_model_strings() -> None:
-    from sarai_llm._litellm import litellm_params
+    from sarai_llm._providers import litellm_params
 
     config = GatewayConfig.load(openai_api_key=KEY, anthropic_api_key=KEY)
     assert litellm_params(config.provider("ollama"), "llama3.2:latest")["model"] == "ollama_chat/llama3.2:latest"

@@ -20,7 +20,8 @@ metrics_api = pytest.importorskip("opentelemetry.metrics", reason="opentelemetry
 sdk_metrics = pytest.importorskip("opentelemetry.sdk.metrics", reason="opentelemetry-sdk is not installed")
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 
-from sarai_llm.otel import OPERATION_DURATION, TOKEN_USAGE, GenAIMetrics, detect  # noqa: E402
+from sarai_llm.observe import otel  # noqa: E402
+from sarai_llm.observe.otel import OPERATION_DURATION, TOKEN_USAGE, GenAIMetrics, detect  # noqa: E402
 
 
 def msg(text: str) -> list[dict[str, str]]:
@@ -107,15 +108,21 @@ async def test_streams_record_their_whole_duration_and_usage(reader: InMemoryMet
     assert [point.count for _, point, _ in found[OPERATION_DURATION]] == [1]
 
 
-async def test_nothing_is_recorded_without_a_configured_meter_provider(upstream: Any) -> None:
+async def test_nothing_is_recorded_without_a_configured_meter_provider(
+    upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The API's default (a proxy until the application sets one) means "not configured".
     assert type(metrics_api.get_meter_provider()).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider")
     assert detect() is None
+    found: list[GenAIMetrics | None] = []
+    monkeypatch.setattr(otel, "detect", lambda: found.append(detect()) or found[-1])
     gateway = sarai_llm.get_gateway(
         {"primary_provider": "local", "local_base_url": upstream.base_url, "local_model": "stub"}
     )
     await sarai_llm.chat(msg("x"))
-    assert gateway.stats.otel_detected and gateway.stats.otel is None
+    await sarai_llm.chat(msg("y"))
+    assert found == [None]  # looked for once, at the first upstream attempt
+    assert not [o for o in gateway.events.observers if isinstance(o, GenAIMetrics)]
 
 
 async def test_an_explicit_recorder(upstream: Any) -> None:
@@ -123,7 +130,7 @@ async def test_an_explicit_recorder(upstream: Any) -> None:
     gateway = sarai_llm.get_gateway(
         {"primary_provider": "local", "local_base_url": upstream.base_url, "local_model": "stub"}
     )
-    gateway.stats.use_otel(GenAIMetrics(sdk_metrics.MeterProvider(metric_readers=[reader])))
+    gateway.observe(GenAIMetrics(sdk_metrics.MeterProvider(metric_readers=[reader])))
     await sarai_llm.chat(msg("x"))
     assert {TOKEN_USAGE, OPERATION_DURATION} <= set(points(reader))
 
@@ -142,7 +149,7 @@ def test_detect_finds_a_global_sdk_provider(tmp_path: Path) -> None:
     code = (
         "from opentelemetry import metrics\n"
         "from opentelemetry.sdk.metrics import MeterProvider\n"
-        "from sarai_llm.otel import detect, GenAIMetrics\n"
+        "from sarai_llm.observe.otel import detect, GenAIMetrics\n"
         "assert detect() is None\n"
         "metrics.set_meter_provider(MeterProvider())\n"
         "assert isinstance(detect(), GenAIMetrics)\n"

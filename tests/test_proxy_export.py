@@ -23,15 +23,15 @@ import yaml
 from redis_server import RedisServer, running_redis
 
 from sarai_llm import cli
-from sarai_llm.config import GatewayConfig
-from sarai_llm.errors import ConfigError, NoProvidersError
-from sarai_llm.mapping import group_name, litellm_params
-from sarai_llm.proxy_export import (
+from sarai_llm._providers import group_name, litellm_params
+from sarai_llm.cli.export import (
     PROXY_CACHE_NAMESPACE,
     export_litellm_proxy,
     proxy_environment,
     render_litellm_proxy_yaml,
 )
+from sarai_llm.config import GatewayConfig
+from sarai_llm.errors import ConfigError, NoProvidersError
 
 # Pydantic's note on LiteLLM's TypedDicts (the plural form, not covered by pyproject's filter).
 
@@ -164,7 +164,7 @@ def test_model_strings_and_bases_are_the_gateways() -> None:
 
 
 def test_fallbacks_follow_the_gateway_chains() -> None:
-    from sarai_llm.gateway import Gateway
+    from sarai_llm import Gateway
 
     config = load(**{**FULL, "cache_backend": "disk", "redis_url": None})
     fallbacks = {
@@ -247,7 +247,7 @@ def test_no_secret_value_is_ever_written() -> None:
 
 def test_the_export_module_does_not_import_litellm() -> None:
     code = (
-        "import sys; from sarai_llm.config import GatewayConfig; from sarai_llm.proxy_export import "
+        "import sys; from sarai_llm.config import GatewayConfig; from sarai_llm.cli.export import "
         "render_litellm_proxy_yaml; render_litellm_proxy_yaml(GatewayConfig.load()); "
         "assert 'litellm' not in sys.modules and 'redis' not in sys.modules"
     )
@@ -268,8 +268,7 @@ def test_the_proxy_cache_reaches_the_same_redis_apart_from_the_gateways(redis_se
     import redis
     from litellm.caching.caching import Cache
 
-    from sarai_llm.cache import ResponseCache
-    from sarai_llm.redis_store import RedisStore
+    from sarai_llm.cache import RedisStore, ResponseCache
 
     raw = redis.Redis.from_url(redis_server.url)
     raw.acl_setuser("proxy", enabled=True, passwords=[f"+{REDIS_PASSWORD}"], keys=["*"], commands=["+@all"])

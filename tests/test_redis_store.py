@@ -23,10 +23,10 @@ import redis
 from redis_server import RedisServer, free_port, running_redis
 
 import sarai_llm
-from sarai_llm.cache import ResponseCache, request_key
+from sarai_llm.cache import RedisStore, ResponseCache, request_key, store_factory
+from sarai_llm.cache.redis import key_prefix
 from sarai_llm.config import GatewayConfig
 from sarai_llm.errors import ConfigError
-from sarai_llm.redis_store import RedisStore, key_prefix, store_factory
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -107,9 +107,9 @@ def test_ttl_with_a_moved_clock(redis_server: RedisServer, ns: str) -> None:
 def test_redis_expiry_reclaims_entries_and_their_count(
     redis_server: RedisServer, ns: str, raw: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sarai_llm.redis_store as redis_store
+    import sarai_llm.cache.redis as redis_module
 
-    monkeypatch.setattr(redis_store, "_MARGIN", 0.0)
+    monkeypatch.setattr(redis_module, "RECLAIM_MARGIN", 0.0)
     store = RedisStore.from_url(redis_server.url, ns)
     store.put("gone", b"{}", tag="t", ttl=0.05)
     store.put("kept", b"{}", tag="t", ttl=60)
@@ -377,7 +377,7 @@ async def test_gateway_keeps_answering_when_redis_dies(
 def test_no_redis_client_is_imported_for_the_disk_backend() -> None:
     code = (
         "import sys, sarai_llm; gw = sarai_llm.get_gateway({'primary_provider': 'local'}); "
-        "from sarai_llm.redis_store import store_factory; from sarai_llm.config import GatewayConfig; "
+        "from sarai_llm.cache import store_factory; from sarai_llm.config import GatewayConfig; "
         "assert store_factory(GatewayConfig.load()) is None; assert 'redis' not in sys.modules, 'redis imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

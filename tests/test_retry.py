@@ -102,7 +102,7 @@ class _WithHeaders(Exception):
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:
-    from sarai_llm._litellm import retry_after
+    from sarai_llm.retry import retry_after
 
     return retry_after(_WithHeaders(headers))
 
@@ -117,7 +117,7 @@ def test_retry_after_headers_are_read() -> None:
     assert _retry_after({}) is None
     wrapped = RuntimeError("wrapped")
     wrapped.__cause__ = _WithHeaders({"Retry-After": "4"})
-    from sarai_llm._litellm import retry_after
+    from sarai_llm.retry import retry_after
 
     assert retry_after(wrapped) == 4.0  # found on the cause, where LiteLLM leaves the SDK's error
 

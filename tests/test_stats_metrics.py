@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import sarai_llm
-from sarai_llm.stats import LATENCY_BUCKETS, Buckets, Stats, error_type
+from sarai_llm.observe import LATENCY_BUCKETS, Buckets, Stats, error_type
 
 KEY = "sk-metrics-DISTINCTIVE-8c41e7f09b2d"
 

@@ -23,13 +23,34 @@ async def test_default_reply_and_result_shape(fake_llm: FakeGateway) -> None:
 
 
 async def test_queue_is_consumed_in_order_then_default(fake_llm: FakeGateway) -> None:
-    fake_llm.queue("one", {"content": "two", "cached": True, "provider": "ollama"})
+    usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+    fake_llm.queue("one", {"content": "two", "model": "m2", "usage": usage, "finish_reason": "length"})
 
     first, second, third = [await sarai_llm.chat(USER) for _ in range(3)]
 
     assert (first["content"], second["content"], third["content"]) == ("one", "two", "fake response")
-    assert second["cached"] is True and second["provider"] == "ollama"
+    assert second["model"] == "m2" and second["usage"] == usage and second["finish_reason"] == "length"
+    assert all(r["cached"] is False for r in (first, second, third))  # no cache unless asked for
     assert fake_llm.pending == 0
+
+
+async def test_reply_keys_are_what_a_provider_answers(fake_llm: FakeGateway) -> None:
+    fake_llm.queue({"content": "x", "cached": True})
+    with pytest.raises(TypeError, match="cached"):
+        await sarai_llm.chat(USER)
+
+
+async def test_the_real_cache_in_front_when_asked() -> None:
+    with install_fake_gateway(FakeGateway(["first", "second"], cache=True)) as fake:
+        one, again = await sarai_llm.chat(USER), await sarai_llm.chat(USER)
+        other = await sarai_llm.chat([{"role": "user", "content": "other"}])
+
+        assert (one["content"], one["cached"]) == ("first", False)
+        assert (again["content"], again["cached"]) == ("first", True)
+        assert other["content"] == "second"
+        stats = sarai_llm.get_stats()
+        assert (stats["cache"]["hits"], stats["cache"]["misses"]) == (1, 2)
+        assert stats["providers"]["fake"]["requests"] == 2 and len(fake.calls_to("chat")) == 3
 
 
 async def test_scripted_errors_are_raised(fake_llm: FakeGateway) -> None:
@@ -39,8 +60,12 @@ async def test_scripted_errors_are_raised(fake_llm: FakeGateway) -> None:
         await sarai_llm.chat(USER)
     with pytest.raises(sarai_llm.NoProvidersError):
         await sarai_llm.chat(USER)
-    with pytest.raises(sarai_llm.ProviderTimeoutError, match="^fake: scripted error"):  # a class is instantiated
+    # A class is instantiated; a provider's error is a failed attempt, as in production.
+    with pytest.raises(
+        sarai_llm.AllProvidersFailedError, match="^All providers failed: fake: ProviderTimeoutError: scripted error"
+    ) as info:
         await sarai_llm.chat(USER)
+    assert isinstance(info.value.errors["fake"], sarai_llm.ProviderTimeoutError)
     fake_llm.queue(sarai_llm.AllProvidersFailedError, sarai_llm.StreamInterruptedError)
     with pytest.raises(sarai_llm.AllProvidersFailedError, match="^All providers failed: fake"):
         await sarai_llm.chat(USER)
@@ -115,21 +140,25 @@ async def test_embed_is_deterministic_and_scriptable(fake_llm: FakeGateway) -> N
         await sarai_llm.embed("abc")
 
 
-async def test_health_stats_and_cache(fake_llm: FakeGateway) -> None:
-    fake_llm.health = {"ollama": True, "openai": False}
+async def test_health_stats_and_cache() -> None:
+    with install_fake_gateway(FakeGateway(cache=True)) as fake_llm:
+        fake_llm.health = {"ollama": True, "openai": False}
 
-    assert await sarai_llm.health_check() == {"ollama": True, "openai": False}
-    assert await sarai_llm.health_check("openai") == {"openai": False}
-    detailed = await sarai_llm.health_check(detailed=True)
-    assert detailed["openai"]["ok"] is False and detailed["openai"]["error"]
+        assert await sarai_llm.health_check() == {"ollama": True, "openai": False}
+        assert await sarai_llm.health_check("openai") == {"openai": False}
+        detailed = await sarai_llm.health_check(detailed=True)
+        assert detailed["openai"]["ok"] is False and detailed["openai"]["error"]
 
-    await sarai_llm.chat(USER)
-    await sarai_llm.embed("x")
-    stats = sarai_llm.get_stats()
-    assert stats["total_requests"] == 2 and stats["providers"]["fake"]["requests"] == 2
-    sarai_llm.clear_cache()
-    assert sarai_llm.get_gateway().cache.invalidate(USER, "m") == 0
-    assert fake_llm.cache.clears == 1 and fake_llm.cache.invalidated == [(USER, "m")]
+        await sarai_llm.chat(USER)
+        await sarai_llm.embed("x")
+        stats = sarai_llm.get_stats()  # the real counters
+        assert stats["total_requests"] == 2 and stats["providers"]["fake"]["requests"] == 2
+        assert set(stats) >= {"callers", "cost", "cache", "config"}
+        assert stats["providers"]["fake"]["latency_p50_ms"] >= 0.0
+        assert sarai_llm.get_gateway().cache.invalidate(USER, "fake-model") == 1  # the real cache held the chat
+        await sarai_llm.chat(USER)
+        sarai_llm.clear_cache()
+        assert len(fake_llm.cache) == 0 and fake_llm.calls[-1].method == "clear_cache"
 
 
 def test_install_restores_the_previous_gateway() -> None:

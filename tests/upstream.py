@@ -25,6 +25,7 @@ class Behaviour:
     delay: float = 0.0  # seconds before the answer
     status: int = 200  # an error status answers {"error": ...} with it
     cut_after: int | None = None  # stream: close the connection after k chunks
+    chunk_delay: float = 0.0  # stream: seconds before each chunk
     dims: int = 4
 
 
@@ -108,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         for i, piece in enumerate(b.chunks):
+            time.sleep(b.chunk_delay)
             if b.cut_after is not None and i >= b.cut_after:
                 self.close_connection = True
                 return  # the connection closes with no finish_reason and no [DONE]

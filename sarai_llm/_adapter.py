@@ -1,0 +1,124 @@
+"""The seam between the pipeline and whatever talks to providers.
+
+:class:`Adapter` is what the gateway calls for one attempt on one provider:
+:mod:`sarai_llm._litellm` implements it over LiteLLM, and
+:mod:`sarai_llm.testing` with scripted answers. Results are plain dataclasses;
+nothing here imports LiteLLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+
+if TYPE_CHECKING:
+    from .config import ProviderConfig
+
+__all__ = ["Adapter", "ChatResult", "Completion", "Embeddings", "StreamState", "Usage", "answer_entry", "no_usage"]
+
+
+class Usage(TypedDict):
+    """Tokens of one answer, as the provider reported them (0 when it did not)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatResult(TypedDict):
+    """What ``chat`` returns: a plain dict with these keys (hits included)."""
+
+    content: str
+    model: str
+    provider: str
+    usage: Usage
+    finish_reason: str | None
+    cached: bool
+    coalesced: bool
+    latency_ms: float
+    cost_usd: float
+
+
+def no_usage() -> dict[str, int]:
+    """Usage of an answer whose provider reported none."""
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def answer_entry(
+    provider: str, content: str, model: str, usage: dict[str, int], finish_reason: str | None, cost_usd: float
+) -> dict[str, Any]:
+    """An answer as the cache keeps it: what a hit replays (its cost too: a hit knows what it saved)."""
+    return {
+        "content": content,
+        "model": model,
+        "provider": provider,
+        "usage": usage,
+        "finish_reason": finish_reason,
+        "cost_usd": cost_usd,
+    }
+
+
+@dataclass(slots=True)
+class Completion:
+    """A complete chat answer."""
+
+    content: str
+    model: str
+    usage: dict[str, int]
+    finish_reason: str | None
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """The vectors of one embedding call (input order), the usage the provider reported and its cost."""
+
+    vectors: list[list[float]]
+    usage: dict[str, int]
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream reported besides its text, filled in as it goes; ``cost_usd`` once it ended."""
+
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+
+
+class Adapter(Protocol):
+    """One attempt on one provider; every failure is raised as a :class:`~sarai_llm.ProviderError`."""
+
+    async def complete(
+        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
+    ) -> Completion:
+        """One chat request."""
+        ...
+
+    def stream(
+        self,
+        provider: ProviderConfig,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        params: dict[str, Any],
+        state: StreamState,
+    ) -> AsyncGenerator[str, None]:
+        """The text pieces of one streamed chat, opened on the first iteration and closed by ``aclose()``.
+
+        A stream that ends with neither text nor a finish reason raises
+        :class:`~sarai_llm.ProviderResponseError`: it is not an answer.
+        """
+        ...
+
+    async def embed(
+        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
+    ) -> Embeddings:
+        """Embed ``texts`` in one request."""
+        ...
+
+    async def close_connections(self) -> None:
+        """Close the connections opened on the running event loop."""
+        ...

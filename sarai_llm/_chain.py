@@ -1,0 +1,194 @@
+"""The provider chain: which providers a call tries, in what order, and how each attempt is bounded.
+
+* :func:`resolve`: the chain of a call (``provider=`` puts that provider first);
+* :class:`Breaker`: a provider that failed ``allowed_fails`` times in a row is
+  skipped for ``cooldown_time`` seconds (skipped is not an attempt);
+* :meth:`ProviderChain.walk`: one attempt per provider in order, each retried
+  by :func:`~sarai_llm.retry.with_retries`, the whole walk bounded by the
+  call's deadline; every attempt, failure and fallback is reported to the
+  gateway's observers;
+* :func:`within`: the deadline of a stream after its first piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._log import log
+from .errors import AllProvidersFailedError, InvalidRequestError, NoProvidersError, ProviderError, ProviderTimeoutError
+from .retry import with_retries
+
+if TYPE_CHECKING:
+    from .cache import KeyMaker
+    from .config import GatewayConfig, ProviderConfig
+
+__all__ = ["Breaker", "ProviderChain", "Request", "Route", "resolve", "within"]
+
+T = TypeVar("T")
+_perf = time.perf_counter
+
+
+@dataclass(slots=True)
+class Route:
+    """The providers a kind of call tries, in order, and the key maker of that route (``None``: no cache)."""
+
+    chain: list[ProviderConfig]
+    keys: KeyMaker | None
+
+
+@dataclass(slots=True)
+class Request:
+    """A validated chat request on its way upstream (built only on a cache miss)."""
+
+    chain: list[ProviderConfig]
+    messages: list[dict[str, Any]]
+    model: str | None
+    params: dict[str, Any]
+    caller: str | None
+    key: str | None
+    deadline: float | None
+
+
+def resolve(config: GatewayConfig, provider: str | None, *, embedding: bool = False) -> list[ProviderConfig]:
+    """The providers a call tries, in order; only usable ones, and for ``embedding`` only those that embed.
+
+    :raises InvalidRequestError: ``provider`` is not a provider name.
+    :raises NoProvidersError: no usable provider is left; the message names the settings to set.
+    """
+    names = config.chain
+    if provider is not None:
+        known = list(config.providers)
+        name = provider.strip().lower() if isinstance(provider, str) else None
+        if name not in known:
+            raise InvalidRequestError(f"provider must be one of {known} or None, got {provider!r}")
+        head = config.provider(name)
+        if not head.configured:
+            raise NoProvidersError(f"No providers initialized for {name!r}: set {' or '.join(head.missing_settings)}")
+        names = [name, *(n for n in config.fallback_providers if n != name)]
+    providers = [config.provider(n) for n in names]
+    chain = [p for p in providers if p.configured]
+    if not chain:
+        missing = "; ".join(f"{p.name}: set {' or '.join(p.missing_settings)}" for p in providers)
+        raise NoProvidersError(f"No providers initialized ({missing})")
+    if embedding:
+        chain = [p for p in chain if p.embed_model]
+        if not chain:
+            raise NoProvidersError(
+                f"No providers initialized for embeddings: none of [{', '.join(names)}] can embed; "
+                "add ollama, openai or local to LLM_GATEWAY_PRIMARY_PROVIDER / "
+                "LLM_GATEWAY_FALLBACK_PROVIDERS, or set LLM_GATEWAY_<PROVIDER>_EMBED_MODEL"
+            )
+    return chain
+
+
+class Breaker:
+    """Skips a provider for ``cooldown`` seconds after ``allowed_fails`` failures in a row."""
+
+    def __init__(self, allowed_fails: int, cooldown: float):
+        self.allowed_fails = allowed_fails
+        self.cooldown = cooldown
+        self._fails: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def cooling(self, name: str) -> bool:
+        """Whether ``name`` is skipped now."""
+        until = self._until.get(name)
+        return until is not None and time.monotonic() < until
+
+    def failure(self, name: str) -> None:
+        fails = self._fails.get(name, 0) + 1
+        self._fails[name] = fails
+        if self.allowed_fails and fails >= self.allowed_fails and self.cooldown > 0:
+            self._until[name] = time.monotonic() + self.cooldown
+
+    def success(self, name: str) -> None:
+        self._fails.pop(name, None)
+        self._until.pop(name, None)
+
+
+class ProviderChain:
+    """Walks a chain of providers for one call, reporting to ``events`` (the gateway's observers)."""
+
+    def __init__(self, config: GatewayConfig, events: Any):
+        self.breaker = Breaker(config.allowed_fails, config.cooldown_time)
+        self.retries = config.num_retries
+        self.deadline = config.deadline
+        self.events = events
+
+    async def walk(
+        self,
+        chain: Sequence[ProviderConfig],
+        model: str | None,
+        attempt: Callable[[ProviderConfig, str], Awaitable[T]],
+        *,
+        embedding: bool = False,
+        deadline: float | None = None,
+    ) -> tuple[ProviderConfig, str, T]:
+        """Try the chain in order until an attempt succeeds: ``(provider, model, result)``.
+
+        ``model`` overrides the head's model only. Providers cooling down are
+        skipped unless every provider of the chain is. ``deadline`` (seconds,
+        default the configured one) bounds the whole walk.
+
+        :raises AllProvidersFailedError: every provider failed (or was left untried by the deadline).
+        """
+        breaker, events, head = self.breaker, self.events, chain[0]
+        operation = "embeddings" if embedding else "chat"
+        candidates = [p for p in chain if not breaker.cooling(p.name)] or list(chain)
+        errors: dict[str, ProviderError] = {}
+        deadline = self.deadline if deadline is None else deadline
+        ends_at = None if deadline is None else time.monotonic() + deadline
+        for provider in candidates:
+            name = provider.name
+            chosen = (
+                model if provider is head and model else provider.embed_model if embedding else provider.model
+            ) or ""
+            remaining = None if ends_at is None else ends_at - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                errors[name] = ProviderTimeoutError(name, f"not tried: the call's deadline of {deadline:g} s passed")
+                continue  # named in the error, not counted as an attempt
+            events.attempt(name, chosen)
+            started = _perf()
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await with_retries(partial(attempt, provider, chosen), self.retries, ends_at)
+            except (ProviderError, TimeoutError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, ProviderError)
+                    else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
+                )
+                events.failure(name, chosen, (_perf() - started) * 1000.0, error, operation=operation)
+                breaker.failure(name)
+                errors[name] = error
+                log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
+                continue
+            breaker.success(name)
+            if provider is not head:
+                events.fallback(head.name, name)
+            return provider, chosen, result
+        raise AllProvidersFailedError(errors)
+
+
+async def within(
+    pieces: AsyncGenerator[str, None], ends_at: float, deadline: float, provider: str
+) -> AsyncGenerator[str, None]:
+    """The pieces of a stream until ``ends_at`` (``time.monotonic()``), then :class:`ProviderTimeoutError`.
+
+    Each wait for the provider is bounded by the time left; the caller's own
+    time between pieces counts against the deadline but is never interrupted.
+    """
+    while True:
+        try:
+            async with asyncio.timeout(ends_at - time.monotonic()):
+                piece = await anext(pieces, None)
+        except TimeoutError:
+            raise ProviderTimeoutError(provider, f"the call's deadline of {deadline:g} s passed") from None
+        if piece is None:
+            return
+        yield piece

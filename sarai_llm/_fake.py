@@ -1,0 +1,324 @@
+"""The fake gateway of :mod:`sarai_llm.testing`: the real pipeline with a scripted provider behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import re
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from ._adapter import ChatResult, Completion, Embeddings, StreamState
+from ._gateway import Gateway
+from ._script import FakeCall, Reply, all_providers_failed
+from ._validate import check_call, check_messages, check_shared, check_texts
+from .config import GatewayConfig, ProviderConfig
+from .errors import AllProvidersFailedError, InvalidRequestError, ProviderConnectionError, ProviderError
+
+__all__ = ["FakeGateway"]
+
+# The call being answered: set around each step of a call, read by the scripted provider.
+_CALL: ContextVar[FakeCall | None] = ContextVar("sarai_llm_fake_call", default=None)
+_REPLY_KEYS = frozenset({"content", "model", "usage", "finish_reason", "cost_usd", "chunks", "error"})
+_SIGNATURES = {name: inspect.signature(getattr(Gateway, name)) for name in ("chat", "stream_chat", "embed")}
+
+
+class FakeGateway(Gateway):
+    """A real :class:`~sarai_llm.Gateway` whose one provider answers what the test scripted; records every call.
+
+    :param replies: chat answers given in order (see :data:`~sarai_llm.testing.Reply`),
+        or one function of the :class:`~sarai_llm.testing.FakeCall` called for
+        every chat. When the queue is empty, ``default`` answers.
+    :param default: the answer when no scripted reply is left (default
+        ``"fake response"``); ``None`` makes an unscripted call fail with
+        ``AssertionError``, for tests that want every call scripted.
+    :param embedding: ``text -> vector`` for :meth:`embed`, or an exception
+        every ``embed`` attempt raises (default: a deterministic unit vector
+        of ``dimensions`` floats per text).
+    :param dimensions: length of the default vectors (default 8).
+    :param health: what :meth:`health_check` reports (default ``{"fake": True}``).
+    :param provider: the provider's name (default ``"fake"``); a call's
+        ``provider=`` names it for that call.
+    :param model: the model of answers when the call names none (default ``"fake-model"``).
+    :param cache: put the real response cache in front, in memory (default
+        ``False``: every call reaches the scripted provider).
+    """
+
+    def __init__(
+        self,
+        replies: Iterable[Reply] | Callable[[FakeCall], Any] | None = None,
+        *,
+        default: Reply | None = "fake response",
+        embedding: Callable[[str], Sequence[float]] | BaseException | None = None,
+        dimensions: int = 8,
+        health: Mapping[str, bool] | None = None,
+        provider: str = "fake",
+        model: str = "fake-model",
+        cache: bool = False,
+    ) -> None:
+        from .cache import MemoryStore
+
+        config = GatewayConfig.defaults(cache_enabled=cache, primary_provider="local")
+        super().__init__(config, adapter=_ScriptedProvider(self), store=MemoryStore if cache else None)
+        self._responder: Callable[[FakeCall], Any] | None = replies if callable(replies) else None
+        self._queue: deque[Reply] = deque(() if replies is None or callable(replies) else replies)
+        self.default = default
+        self.embedding = embedding
+        self.dimensions = dimensions
+        self.health = dict(health) if health is not None else {"fake": True}
+        self.provider = provider
+        self.model = model
+        self.calls: list[FakeCall] = []
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"FakeGateway(calls={len(self.calls)}, queued={len(self._queue)})"
+
+    # -- scripting and inspection --------------------------------------------------------
+
+    def queue(self, *replies: Reply) -> FakeGateway:
+        """Append chat answers (or errors) to the queue; returns the fake for chaining."""
+        self._queue.extend(replies)
+        return self
+
+    def fail(self, error: BaseException | None = None) -> FakeGateway:
+        """Make the next chat fail with ``error`` (default: :func:`~sarai_llm.testing.all_providers_failed`)."""
+        self._queue.append(error if error is not None else all_providers_failed())
+        return self
+
+    def respond_with(self, responder: Callable[[FakeCall], Any]) -> FakeGateway:
+        """Answer every chat with ``responder(call)`` once the queue is empty."""
+        self._responder = responder
+        return self
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not consumed yet."""
+        return len(self._queue)
+
+    @property
+    def last_call(self) -> FakeCall:
+        """The most recent call; ``AssertionError`` when there was none."""
+        if not self.calls:
+            raise AssertionError("the fake gateway received no call")
+        return self.calls[-1]
+
+    def calls_to(self, method: str) -> list[FakeCall]:
+        """The calls of one method (``"chat"``, ``"embed"``, ...), in order."""
+        return [c for c in self.calls if c.method == method]
+
+    @property
+    def prompts(self) -> list[str | None]:
+        """The last message's content of every chat and stream_chat call, in order."""
+        return [c.prompt for c in self.calls if c.method in ("chat", "stream_chat")]
+
+    def reset(self) -> None:
+        """Forget the recorded calls and the queued replies."""
+        self.calls.clear()
+        self._queue.clear()
+
+    # -- the gateway's API, recorded ------------------------------------------------------
+
+    async def chat(self, *args: Any, **kwargs: Any) -> ChatResult:
+        """:meth:`Gateway.chat`, recorded."""
+        token = _CALL.set(self._record("chat", args, kwargs))
+        try:
+            return await super().chat(*args, **kwargs)
+        finally:
+            _CALL.reset(token)
+
+    def stream_chat(self, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
+        """:meth:`Gateway.stream_chat`, recorded."""
+        call = self._record("stream_chat", args, kwargs)
+        return _answering(call, super().stream_chat(*args, **kwargs))
+
+    async def embed(self, *args: Any, **kwargs: Any) -> list[float] | list[list[float]]:
+        """:meth:`Gateway.embed`, recorded."""
+        token = _CALL.set(self._record("embed", args, kwargs))
+        try:
+            return await super().embed(*args, **kwargs)
+        finally:
+            _CALL.reset(token)
+
+    async def health_check(self, provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
+        """Record the call and report :attr:`health` (one provider when ``provider`` is given)."""
+        self.calls.append(FakeCall("health_check", None, {"provider": provider, "detailed": detailed}))
+        health = self.health if provider is None else {provider: self.health.get(provider, False)}
+        if not detailed:
+            return dict(health)
+        return {
+            n: {"ok": ok, "latency_ms": 0.0, "error": None if ok else "down (scripted)"} for n, ok in health.items()
+        }
+
+    def clear_cache(self) -> None:
+        """:meth:`Gateway.clear_cache`, recorded."""
+        self.calls.append(FakeCall("clear_cache"))
+        super().clear_cache()
+
+    def close(self) -> None:
+        """Called by :func:`sarai_llm.reset_gateway`; the fake stays usable (uncached)."""
+        self.closed = True
+        super().close()
+
+    def _resolve(self, provider: str | None, *, embedding: bool = False) -> list[ProviderConfig]:
+        if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+            raise InvalidRequestError(f"provider must be a provider name or None, got {provider!r}")
+        name = provider.strip().lower() if provider is not None else self.provider
+        return [ProviderConfig(name=name, base_url=None, api_key=None, model=self.model, embed_model=self.model,
+                               timeout=300.0)]  # fmt: skip
+
+    def _record(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FakeCall:
+        """The call's arguments by name, checked as the gateway checks them, recorded."""
+        bound = _SIGNATURES[method].bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+        del named["self"]
+        named.update(named.pop("provider_kwargs", {}))
+        for option in ("caller", "deadline"):
+            if named.get(option) is None:
+                named.pop(option, None)
+        if method == "embed":
+            check_texts(named["text"])
+            check_shared(named["model"], named["use_cache"], {})
+            call = FakeCall(method, None, named)
+        else:
+            messages = check_messages(named.pop("messages"))
+            check_call(named["temperature"], named["max_tokens"], named["model"], named["use_cache"], {})
+            call = FakeCall(method, [dict(m) for m in messages], named)
+        self.calls.append(call)
+        return call
+
+    def _script(self, call: FakeCall | None) -> dict[str, Any]:
+        """The next scripted answer for ``call`` as a mapping; raises a scripted error."""
+        if self._queue:
+            reply: Any = self._queue.popleft()
+        elif self._responder is not None:
+            reply = self._responder
+        elif self.default is None:
+            raise AssertionError(
+                f"the fake gateway has no scripted reply for call #{len(self.calls)} "
+                f"(prompt {call.prompt if call else None!r}); queue one with fake.queue(...)"
+            )
+        else:
+            reply = self.default
+        if callable(reply) and not isinstance(reply, type):
+            reply = reply(call)
+        if isinstance(reply, type) and issubclass(reply, BaseException):
+            reply = _instantiate(reply)
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, str):
+            return {"content": reply}
+        if not isinstance(reply, Mapping):
+            raise TypeError(f"a scripted reply must be a str, a mapping or an exception, got {type(reply).__name__}")
+        unknown = set(reply) - _REPLY_KEYS
+        if unknown:
+            raise TypeError(
+                f"scripted reply keys {sorted(unknown)} are not what a provider answers; use {sorted(_REPLY_KEYS)} "
+                "(cached and coalesced come from the real cache: FakeGateway(cache=True))"
+            )
+        return dict(reply)
+
+
+class _ScriptedProvider:
+    """The :class:`~sarai_llm._adapter.Adapter` of a :class:`FakeGateway`: its scripted answers."""
+
+    def __init__(self, fake: FakeGateway):
+        self.fake = fake
+
+    def _answer(self, model: str, messages: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], Completion]:
+        reply = self.fake._script(_CALL.get())
+        content = str(reply.get("content", "".join(reply.get("chunks") or ())))
+        usage = reply.get("usage")
+        if not usage:
+            prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
+            completion = len(content.split())
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        completion_ = Completion(
+            content, reply.get("model") or model, dict(usage), reply.get("finish_reason", "stop"),
+            float(reply.get("cost_usd") or 0.0),
+        )  # fmt: skip
+        return reply, completion_
+
+    async def complete(
+        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
+    ) -> Completion:
+        reply, completion = self._answer(model, messages)
+        if reply.get("error") is not None:
+            raise reply["error"]
+        return completion
+
+    async def stream(
+        self,
+        provider: ProviderConfig,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        params: dict[str, Any],
+        state: StreamState,
+    ) -> AsyncGenerator[str, None]:
+        reply, completion = self._answer(model, messages)
+        chunks = reply.get("chunks")
+        if chunks is None:
+            chunks = re.findall(r"\S+\s*|\s+", completion.content)
+        state.model, state.usage, state.cost_usd = completion.model, completion.usage, completion.cost_usd
+        for piece in chunks:
+            yield piece
+        if reply.get("error") is not None:
+            raise reply["error"]
+        state.finish_reason = completion.finish_reason
+
+    async def embed(
+        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
+    ) -> Embeddings:
+        make = self.fake.embedding
+        if isinstance(make, BaseException):
+            raise make
+        vectors = [[float(x) for x in (make(t) if make else _vector(t, self.fake.dimensions))] for t in texts]
+        usage = {"prompt_tokens": sum(len(t.split()) for t in texts), "completion_tokens": 0}
+        usage["total_tokens"] = usage["prompt_tokens"]
+        return Embeddings(vectors, usage)
+
+    async def close_connections(self) -> None:
+        """Nothing to close."""
+
+
+async def _answering(call: FakeCall, stream: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """``stream``, with ``call`` as the call being answered at each step (each may run in its own task)."""
+    try:
+        while True:
+            token = _CALL.set(call)
+            try:
+                piece = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                _CALL.reset(token)
+            yield piece
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _instantiate(error: type[BaseException]) -> BaseException:
+    """An instance of a scripted error class, with the arguments its constructor needs."""
+    from .errors import StreamInterruptedError
+
+    if issubclass(error, AllProvidersFailedError):
+        return error({"fake": ProviderConnectionError("fake", "scripted error")})
+    if issubclass(error, ProviderError):
+        return error("fake", "scripted error")
+    if issubclass(error, StreamInterruptedError):
+        return error("fake", 0, ConnectionError("scripted error"))
+    return error("scripted error")
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector derived from the text (same text, same vector)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] / 255.0 - 0.5 for i in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]

@@ -1,0 +1,178 @@
+"""The providers sarai_llm knows, as data: one :class:`ProviderSpec` row each in :data:`SPECS`.
+
+The functions below read the table, so adding a provider is one row. Standard
+library only: the command line imports this module for ``--help``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import redact
+
+if TYPE_CHECKING:
+    from .config import ProviderConfig
+
+ENV_PREFIX = "LLM_GATEWAY_"
+"""Prefix of every environment variable (and ``.env`` entry) sarai_llm reads."""
+
+NO_KEY = "sk-no-key-required"
+"""API key sent to a server with a base URL and no key set, for providers with :attr:`ProviderSpec.placeholder_key`."""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """The facts about one provider that code needs; one row of :data:`SPECS`."""
+
+    name: str
+    """Provider name as users write it (``ollama``)."""
+    chat_prefix: str
+    """LiteLLM model prefix for chat (``ollama_chat`` makes ``ollama_chat/llama3.2``)."""
+    embed_prefix: str | None
+    """LiteLLM model prefix for embeddings; ``None``: the provider cannot embed."""
+    default_model: str
+    """Chat model used when none is configured."""
+    default_embed_model: str | None
+    """Embedding model used when none is configured; ``None`` with :attr:`can_embed`: the chat model."""
+    litellm_provider: str
+    """LiteLLM provider name under which configured prices are registered."""
+    default_base_url: str | None = None
+    """Server URL used when none is configured; ``None``: LiteLLM's default."""
+    public_base_url: str | None = None
+    """Base the health probe uses when no base URL is set (LiteLLM's default server)."""
+    key_makes_usable: bool = False
+    """An API key alone makes it usable (else a base URL is needed: a server to talk to)."""
+    placeholder_key: bool = True
+    """Send :data:`NO_KEY` when a base URL is set and no key (the openai SDK refuses to send without one)."""
+    free: bool = False
+    """Tokens cost 0 unless prices are configured (a model on your own hardware)."""
+    strip_suffix: str = ""
+    """Dropped from the end of a base URL, which LiteLLM extends itself (anthropic ``/v1``, ollama ``/api``)."""
+    bare_host_path: str = "/v1"
+    """Appended to a base URL without a path (OpenAI-compatible servers answer under ``/v1``)."""
+    probe_path: str = "/models"
+    """Path, after the normalised base, of the health probe: a request that spends no tokens."""
+    probe_headers: tuple[tuple[str, str], ...] = (("Authorization", "Bearer {key}"),)
+    """Headers of the probe; ``{key}`` is the API key, and a header holding it is sent only when one is set."""
+
+    @property
+    def can_embed(self) -> bool:
+        """Whether the provider serves embeddings."""
+        return self.embed_prefix is not None
+
+
+# fmt: off
+SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (
+    ProviderSpec(name="ollama", chat_prefix="ollama_chat", embed_prefix="ollama", default_model="llama3.2:latest",
+                 default_embed_model="nomic-embed-text", litellm_provider="ollama",
+                 default_base_url="http://localhost:11434", placeholder_key=False, free=True,
+                 strip_suffix="/api", bare_host_path="", probe_path="/api/tags", probe_headers=()),
+    ProviderSpec(name="openai", chat_prefix="openai", embed_prefix="openai", default_model="gpt-4o-mini",
+                 default_embed_model="text-embedding-3-small", litellm_provider="openai",
+                 public_base_url="https://api.openai.com/v1", key_makes_usable=True),
+    ProviderSpec(name="anthropic", chat_prefix="anthropic", embed_prefix=None,
+                 default_model="claude-3-5-sonnet-20241022", default_embed_model=None, litellm_provider="anthropic",
+                 public_base_url="https://api.anthropic.com", key_makes_usable=True, strip_suffix="/v1",
+                 bare_host_path="", probe_path="/v1/models",
+                 probe_headers=(("anthropic-version", "2023-06-01"), ("x-api-key", "{key}"))),
+    # Any OpenAI-compatible server: llama.cpp, LocalAI, vLLM. Embeds with its chat model unless told otherwise.
+    ProviderSpec(name="local", chat_prefix="openai", embed_prefix="openai", default_model="local-model",
+                 default_embed_model=None, litellm_provider="openai", default_base_url="http://localhost:8080",
+                 free=True),
+)}
+# fmt: on
+"""Every provider's :class:`ProviderSpec`, keyed by name, in the order of :data:`PROVIDERS`."""
+
+PROVIDERS: tuple[str, ...] = tuple(SPECS)
+"""Names of the providers sarai_llm knows, in table order."""
+
+
+def api_base(provider: ProviderConfig) -> str | None:
+    """The ``api_base`` LiteLLM needs for a provider's configured base URL; ``None``: LiteLLM's default.
+
+    Users give the server's URL; each protocol has its own convention
+    (:attr:`ProviderSpec.strip_suffix`, :attr:`ProviderSpec.bare_host_path`).
+    """
+    if not provider.base_url:
+        return None
+    spec = SPECS[provider.name]
+    url = provider.base_url.rstrip("/").removesuffix(spec.strip_suffix)
+    return url + spec.bare_host_path if urlsplit(url).path in ("", "/") else url
+
+
+def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
+    """The LiteLLM model string for ``model`` served by ``provider``: ``ollama_chat/llama3.2``."""
+    spec = SPECS[provider.name]
+    return f"{spec.embed_prefix if embedding and spec.embed_prefix else spec.chat_prefix}/{model}"
+
+
+def group_name(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
+    """The proxy Router's model group of ``model`` on ``provider``: ``local/m``, ``ollama/embed/nomic-embed-text``."""
+    return f"{provider.name}{'/embed' if embedding else ''}/{model}"
+
+
+def api_key_env(provider: ProviderConfig) -> str:
+    """The environment variable that holds the provider's API key: ``LLM_GATEWAY_OPENAI_API_KEY``."""
+    return f"{ENV_PREFIX}{provider.name.upper()}_API_KEY"
+
+
+def litellm_params(
+    provider: ProviderConfig, model: str, *, embedding: bool = False, key_as_reference: bool = False
+) -> dict[str, Any]:
+    """Router deployment parameters for one (provider, model).
+
+    :param key_as_reference: write a set API key as ``os.environ/LLM_GATEWAY_<P>_API_KEY``
+        (what a LiteLLM Proxy config file wants) instead of its value.
+    """
+    params: dict[str, Any] = {
+        "model": model_string(provider, model, embedding=embedding),
+        "timeout": provider.timeout,
+        "stream_timeout": provider.timeout,
+    }
+    base = api_base(provider)
+    if base is not None:
+        params["api_base"] = base
+    key = provider.api_key.get_secret_value() if provider.api_key else None
+    if key:
+        params["api_key"] = f"os.environ/{api_key_env(provider)}" if key_as_reference else key
+    elif SPECS[provider.name].placeholder_key and base is not None:
+        params["api_key"] = NO_KEY
+    return params
+
+
+def probe_request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
+    """The URL and headers of the health probe for ``provider`` (base URL normalised as by :func:`api_base`)."""
+    spec = SPECS[provider.name]
+    key = provider.api_key.get_secret_value() if provider.api_key else ""
+    headers = {name: value.format(key=key) for name, value in spec.probe_headers if key or "{key}" not in value}
+    return f"{api_base(provider) or spec.public_base_url or ''}{spec.probe_path}", headers
+
+
+async def _check(client: Any, provider: ProviderConfig, timeout: float) -> dict[str, Any]:
+    url, headers = probe_request(provider)
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        response = await asyncio.wait_for(client.get(url, headers=headers), timeout)
+        if response.status_code >= 400:
+            error = f"HTTP {response.status_code} from {url}"
+    except TimeoutError:
+        error = f"no answer from {url} within {timeout:g} s"
+    except Exception as exc:  # any transport failure means "down"
+        error = f"{type(exc).__name__}: {redact(str(exc)) or 'failed'} ({url})"
+    return {"ok": error is None, "latency_ms": (time.perf_counter() - started) * 1000.0, "error": error}
+
+
+async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -> dict[str, dict[str, Any]]:
+    """Probe each provider concurrently within ``timeout`` seconds: name -> ``{"ok", "latency_ms", "error"}``."""
+    import httpx  # deferred: only health checks pay for it
+
+    unique = list({p.name: p for p in providers}.values())
+    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        results = await asyncio.gather(*(_check(client, p, timeout) for p in unique))
+    return {p.name: r for p, r in zip(unique, results, strict=True)}

@@ -1,0 +1,207 @@
+"""The command handlers: each returns whether its check passed (else exit code 1); its docstring is the
+command's description. Heavy modules are imported by the handler that needs them: ``--help`` stays cheap."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from .._global import current, get_gateway
+from .._providers import ENV_PREFIX
+from ..errors import redact
+
+
+class UsageError(Exception):
+    """A command was used wrongly in a way argparse cannot see (exit code 2)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with each run of whitespace, newlines included, as one space."""
+    return " ".join(text.split())
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run one command's coroutine on its own event loop, closing the connections it opened."""
+
+    async def command() -> Any:
+        try:
+            return await coro
+        finally:
+            if (gateway := current()) is not None:  # None when the command failed before building one
+                await gateway.close_connections()
+
+    return asyncio.run(command())
+
+
+def _read_input(value: str | None, what: str) -> str:
+    if value is not None and value != "-":
+        return value
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(f"no {what}: give it as an argument or pipe it on standard input")
+    if not (text := sys.stdin.read().strip()):
+        raise UsageError(f"empty {what} on standard input")
+    return text
+
+
+def _print(as_json: bool, value: Any, text: Callable[[], str]) -> None:
+    """Print ``value`` as indented JSON (``--json``), else what ``text`` returns."""
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str) if as_json else text())
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def chat(args: argparse.Namespace) -> bool:
+    """Send one prompt and print the answer.
+
+    The prompt is PROMPT, or standard input when PROMPT is missing or "-"
+    (echo "hola" | sarai-llm chat). Providers are tried in order: --provider
+    (default: the configured primary), then the configured fallbacks.
+    """
+    if args.stream and args.json:
+        raise UsageError("--stream and --json cannot be combined")
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    messages = [*system, {"role": "user", "content": _read_input(args.prompt, "prompt")}]
+    options: dict[str, Any] = {"model": args.model, "provider": args.provider, "max_tokens": args.max_tokens}
+    options.update(temperature=args.temperature, use_cache=not args.no_cache)
+    if not args.stream:
+        result = _run(get_gateway().chat(messages, **options))
+        _print(args.json, result, lambda: str(result["content"]))
+        return True
+
+    async def stream() -> None:
+        async for piece in get_gateway().stream_chat(messages, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    _run(stream())
+    sys.stdout.write("\n")
+    return True
+
+
+def embed(args: argparse.Namespace) -> bool:
+    """Embed one text and print its vector as a JSON list.
+
+    The text is TEXT, or standard input when TEXT is missing or "-". With --json
+    the output is an object with the text, the number of dimensions and the
+    vector.
+    """
+    text = _read_input(args.text, "text")
+    vector = _run(get_gateway().embed(text, model=args.model, provider=args.provider, use_cache=not args.no_cache))
+    _print(args.json, {"text": text, "dimensions": len(vector), "embedding": vector}, lambda: json.dumps(vector))
+    return True
+
+
+def health(args: argparse.Namespace) -> bool:
+    """Check the configured providers (the primary and the fallbacks) with the
+    cheapest request each offers (a model listing), and print a table.
+
+    Exit code 1 when a provider is down.
+    """
+    gateway = get_gateway()
+    results: dict[str, Any] = _run(gateway.health_check(args.provider, detailed=True))
+    primary = gateway.config.chain[0]
+    rows = [("PROVIDER", "ROLE", "STATUS", "LATENCY", "DETAIL")]
+    for name, r in results.items():
+        role = "requested" if args.provider is not None else "primary" if name == primary else "fallback"
+        detail = one_line(r.get("error") or "")
+        rows.append((name, role, "up" if r["ok"] else "down", f"{r['latency_ms']:.0f} ms", detail))
+    _print(args.json, results, lambda: _table(rows))
+    return all(r["ok"] for r in results.values())
+
+
+def stats(args: argparse.Namespace) -> bool:
+    """Print the gateway's statistics as JSON (the shape of sarai_llm.get_stats()).
+
+    Counters live in the process that made the calls: in a fresh `sarai-llm`
+    process the request, error and hit counters are zero. The cache section still
+    shows the shared on-disk cache's current size.
+    """
+    _print(True, get_gateway().get_stats(), str)
+    return True
+
+
+def _show(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "(unset)", True: "true", False: "false"}[value]
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "(none)"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value) or '""'
+
+
+def config(args: argparse.Namespace) -> bool:
+    """Print the effective settings, after merging the environment, .env,
+    config.yaml and the defaults. API keys are shown as *** (set) or (unset),
+    never in clear.
+
+    With --explain, also show where each value came from: default, environment,
+    .env, or the path of the YAML file.
+    """
+    from ..cache import default_cache_dir
+    from ..config import GatewayConfig
+
+    loaded = GatewayConfig.load()
+    settings, sources = loaded.public_dict(), loaded.explain()
+
+    def text() -> str:
+        rows = [["SETTING", "VALUE"] + (["SOURCE"] if args.explain else [])]
+        for name, value in settings.items():
+            shown = f"(unset: {default_cache_dir()})" if name == "cache_dir" and value is None else _show(value)
+            rows.append([f"{ENV_PREFIX}{name.upper()}", shown] + ([sources[name]] if args.explain else []))
+        where = loaded.config_file if loaded.config_file is not None else "none (./config.yaml not found)"
+        return f"{_table(rows)}\n\nconfig file: {where}"
+
+    explained = {name: {"value": value, "source": sources[name]} for name, value in settings.items()}
+    _print(args.json, explained if args.explain else settings, text)
+    return True
+
+
+def cache_info(args: argparse.Namespace) -> bool:
+    """Print where the cache is shared (its directory or server), its number of entries, max_size and ttl."""
+    cache = get_gateway().cache
+    if cache is None:
+        _print(args.json, {"enabled": False}, lambda: "cache: disabled (LLM_GATEWAY_CACHE_ENABLED=false)")
+        return True
+    figures = cache.stats()
+    info: dict[str, Any] = {"enabled": True, "store": redact(str(figures["store"])), "namespace": cache.namespace}
+    info |= {name: figures[name] for name in ("size", "max_size", "ttl", "errors")}
+    rows = [("store", info["store"]), ("entries", f"{info['size']} of {info['max_size']}")]
+    rows += [("ttl", f"{info['ttl']} s"), ("namespace", info["namespace"] or "(none)")]
+    _print(args.json, info, lambda: _table(rows))
+    return True
+
+
+def cache_clear(args: argparse.Namespace) -> bool:
+    """Drop every cached answer, for every process sharing the cache."""
+    cache = get_gateway().cache
+    if cache is None:
+        print("cache: disabled (LLM_GATEWAY_CACHE_ENABLED=false); nothing to clear")
+        return True
+    before = len(cache)
+    cache.clear()
+    print(f"cleared {before} entr{'y' if before == 1 else 'ies'} from {redact(str(cache.stats()['store']))}")
+    return True
+
+
+def export_litellm_proxy(args: argparse.Namespace) -> bool:
+    """Write a LiteLLM Proxy config.yaml (litellm --config FILE) equivalent to the effective settings."""
+    from ..config import GatewayConfig
+    from .export import render_litellm_proxy_yaml
+
+    text = render_litellm_proxy_yaml(GatewayConfig.load())
+    if args.output is None:
+        sys.stdout.write(text)
+        return True
+    try:
+        with open(args.output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(f"wrote {args.output}", file=sys.stderr)
+    return True

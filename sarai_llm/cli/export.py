@@ -1,0 +1,138 @@
+"""The effective configuration as a LiteLLM Proxy ``config.yaml`` (``sarai-llm export litellm-proxy``):
+the same providers, models, fallback chains, retries and cache. Secrets are ``os.environ/NAME``
+references (:func:`proxy_environment`); clients reach the proxy as the ``local`` provider (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import yaml
+
+from .._providers import PROVIDERS, SPECS, api_key_env, group_name, litellm_params
+from ..config import GatewayConfig, ProviderConfig
+from ..errors import ConfigError, NoProvidersError
+
+__all__ = [
+    "MASTER_KEY_ENV",
+    "PROXY_CACHE_NAMESPACE",
+    "export_litellm_proxy",
+    "proxy_environment",
+    "render_litellm_proxy_yaml",
+]
+
+PROXY_CACHE_NAMESPACE = "sarai_llm_proxy"
+"""Key namespace of the proxy's own Redis cache (LiteLLM's keys differ from the gateways')."""
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+"""The proxy's master key (a secret): clients send it as ``LLM_GATEWAY_LOCAL_API_KEY``."""
+# The gateway's retry policy (sarai_llm.retry) in a Router's terms: retrying cannot fix these.
+_RETRY_POLICY = {f"{e}ErrorRetries": 0 for e in ("Authentication", "BadRequest", "NotFound", "ContentPolicyViolation")}
+
+
+def _exported_providers(config: GatewayConfig) -> list[ProviderConfig]:
+    """The chain's usable providers, then every other usable provider with a setting given explicitly."""
+    explicit = [field for field, source in config.explain().items() if source != "default"]
+    others = [n for n in PROVIDERS if n not in config.chain and any(f.startswith(f"{n}_") for f in explicit)]
+    chosen = [p for p in map(config.provider, [*config.chain, *others]) if p.configured]
+    if not chosen:
+        missing = "; ".join(f"{n}: set {' or '.join(config.provider(n).missing_settings)}" for n in config.chain)
+        raise NoProvidersError(f"No providers initialized ({missing}): nothing to export")
+    return chosen
+
+
+def _redis(config: GatewayConfig) -> tuple[SplitResult, dict[str, str | None]]:
+    """The Redis URL's parts, and its variables: host and port with values, user and password (secrets) None."""
+    assert config.redis_url is not None
+    parts = urlsplit(config.redis_url.get_secret_value())
+    env: dict[str, str | None] = {"REDIS_HOST": parts.hostname or "localhost", "REDIS_PORT": str(parts.port or 6379)}
+    secrets = {"REDIS_USERNAME": bool(parts.username), "REDIS_PASSWORD": parts.password is not None}
+    return parts, env | {name: None for name, present in secrets.items() if present}
+
+
+def _cache_settings(config: GatewayConfig) -> dict[str, Any]:
+    if not config.cache_enabled:
+        return {"cache": False}
+    params: dict[str, Any] = {"type": "local"}
+    if config.cache_backend == "redis":
+        parts, env = _redis(config)
+        if parts.scheme.lower() not in ("redis", "rediss"):
+            raise ConfigError(
+                "Invalid configuration: LLM_GATEWAY_REDIS_URL: the LiteLLM Proxy export needs a redis:// or "
+                "rediss:// URL (a host and port), not a unix socket"
+            )
+        params = {"type": "redis", **{name.removeprefix("REDIS_").lower(): f"os.environ/{name}" for name in env}}
+        db = parts.path.strip("/")
+        params |= {"db": int(db)} if db and db != "0" else {}
+        params |= {"ssl": True} if parts.scheme.lower() == "rediss" else {}
+        params["namespace"] = ":".join(filter(None, (PROXY_CACHE_NAMESPACE, config.cache_namespace)))
+    return {"cache": True, "cache_params": {**params, "ttl": config.cache_ttl}}
+
+
+def export_litellm_proxy(config: GatewayConfig) -> dict[str, Any]:
+    """The LiteLLM Proxy configuration equivalent to ``config``, as a dict ready for YAML.
+
+    :raises NoProvidersError: no provider of ``config`` is usable.
+    :raises ConfigError: the Redis URL is a unix socket (the proxy's cache needs a host and port).
+    """
+    providers = _exported_providers(config)
+    model_list: list[dict[str, Any]] = []
+    fallbacks: list[dict[str, list[str]]] = []
+    for embedding, mode in ((False, "chat"), (True, "embedding")):
+        served = {  # name -> (provider, model) of each provider serving this mode
+            p.name: (p, model)
+            for p in providers
+            if (model := p.embed_model if embedding else p.model) and (not embedding or SPECS[p.name].can_embed)
+        }
+        groups = {name: group_name(p, model, embedding=embedding) for name, (p, model) in served.items()}
+        for name, (p, model) in served.items():
+            params = litellm_params(p, model, embedding=embedding, key_as_reference=True)
+            model_list.append({"model_name": groups[name], "litellm_params": params, "model_info": {"mode": mode}})
+        for head in served:  # as the gateway walks: the provider asked for, then the chain's fallbacks
+            rest = [groups[n] for n in config.chain[1:] if n != head and n in served]
+            fallbacks += [{groups[head]: rest}] if rest else []
+    router_settings: dict[str, Any] = {
+        "num_retries": config.num_retries,
+        "timeout": config.deadline if config.deadline is not None else max(p.timeout for p in providers),
+        "allowed_fails": config.allowed_fails,
+        "cooldown_time": config.cooldown_time,
+        "retry_policy": dict(_RETRY_POLICY),
+        **({"fallbacks": fallbacks} if fallbacks else {}),
+    }
+    exported = {
+        "model_list": model_list,
+        "router_settings": router_settings,
+        "litellm_settings": _cache_settings(config),
+        # The proxy refuses to start without a master key; clients send it as their API key.
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
+    }
+    secrets = [p.api_key.get_secret_value() for p in config.providers.values() if p.api_key is not None]
+    if config.redis_url is not None and (password := _redis(config)[0].password):
+        secrets += [password, unquote(password)]
+    text = json.dumps(exported)
+    if any(len(secret) >= 4 and secret in text for secret in secrets):  # a bug, never expected
+        raise RuntimeError("refusing to export a secret value into the LiteLLM Proxy config")
+    return exported
+
+
+def proxy_environment(config: GatewayConfig) -> dict[str, str | None]:
+    """The environment variables the exported config refers to: name -> value to set on the proxy
+    host, or ``None`` for a secret (set it to the same value the gateways use)."""
+    env: dict[str, str | None] = {MASTER_KEY_ENV: None}
+    env.update((api_key_env(p), None) for p in _exported_providers(config) if p.api_key is not None)
+    redis = config.cache_enabled and config.cache_backend == "redis" and config.redis_url is not None
+    return env | _redis(config)[1] if redis else env
+
+
+def render_litellm_proxy_yaml(config: GatewayConfig) -> str:
+    """:func:`export_litellm_proxy` as YAML text, with a header naming the variables to set."""
+    lines = [
+        "# LiteLLM Proxy config exported by `sarai-llm export litellm-proxy`.",
+        "# Run: litellm --config this-file.yaml --port 4000",
+        "# Clients: LLM_GATEWAY_PRIMARY_PROVIDER=local LLM_GATEWAY_LOCAL_BASE_URL=http://<proxy-host>:4000",
+        f"#          LLM_GATEWAY_LOCAL_MODEL=<a model_name below> LLM_GATEWAY_LOCAL_API_KEY=<{MASTER_KEY_ENV}>",
+        "# Set on the proxy host (secrets: the same values the gateways use):",
+    ]
+    lines += [f"#   {n}={'<secret>' if v is None else v}" for n, v in proxy_environment(config).items()]
+    body = yaml.safe_dump(export_litellm_proxy(config), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return "\n".join(lines) + "\n" + body

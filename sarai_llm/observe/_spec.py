@@ -1,0 +1,57 @@
+"""What the observers share: metric names, help and labels, buckets, error labels. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import os
+
+FIRST_TOKEN_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds, in seconds, of the time-to-first-token histogram (``+Inf`` implied)."""
+LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, *FIRST_TOKEN_BUCKETS, 120.0, 300.0)
+"""Upper bounds, in seconds, of the call-latency histogram (``+Inf`` implied): a hit's 100 us to a 300 s timeout."""
+
+# name after llm_gateway_ (counters get _total in the text format), type, labels ("-": none), help
+_TABLE = """\
+calls counter - Calls of chat, stream_chat and embed, cache hits included.
+requests counter provider,model Upstream attempts sent to a provider.
+errors counter provider,error_type Failed upstream attempts, by error type.
+fallbacks counter from_provider,to_provider Calls answered by a provider other than the head of their chain.
+latency_seconds histogram provider,cached Seconds from call to answer; cached=true for cache hits.
+time_to_first_token_seconds histogram provider Seconds from a stream's attempt to its first piece.
+tokens counter provider,model,type Tokens reported by providers (type: prompt or completion).
+cache_hits counter - Cache lookups that hit.
+cache_misses counter - Cache lookups that missed.
+cache_evictions counter - Entries evicted from the cache (LRU).
+cache_hit_rate gauge - Cache hits / (hits + misses); 0 before any lookup.
+cache_size gauge - Entries held in the cache directory.
+caller_requests counter caller Calls made with caller=...
+caller_cache_hits counter caller Calls made with caller=... answered from the cache.
+caller_errors counter caller Calls made with caller=... that raised.
+cost_usd counter provider,model,caller US dollars spent upstream (caller empty for calls made without caller=).
+saved_usd counter provider,model,caller US dollars saved by cache hits: the cost of the answers they replayed.
+"""
+SPECS = [(f"llm_gateway_{name}", *rest) for name, *rest in (line.split(" ", 3) for line in _TABLE.splitlines())]
+METRIC_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in SPECS)
+"""Family names of every metric (counters get ``_total`` in the text format)."""
+KINDS = {name: kind for name, kind, _, _ in SPECS}
+LABELS = {name: tuple(labels.split(",")) if labels != "-" else () for name, _, labels, _ in SPECS}
+HELP = {name: help_text for name, _, _, help_text in SPECS}
+
+_error_types: dict[type, str] = {}
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, or ``None`` when it is off."""
+    names = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+    return next((value for name in names if (value := os.environ.get(name))), None)
+
+
+def error_type(error: BaseException) -> str:
+    """A short label for the class of a failed attempt, never its message: ``ProviderRateLimitError`` ->
+    ``"rate_limit"``, ``ProviderError`` -> ``"provider"``, ``ValueError`` -> ``"value"``."""
+    cls = type(error)
+    label = _error_types.get(cls)
+    if label is None:
+        name = cls.__name__
+        core = name.removeprefix("Provider").removesuffix("Error") or name.removesuffix("Error") or name
+        label = _error_types[cls] = "".join(f"_{c.lower()}" if c.isupper() else c for c in core).lstrip("_")
+    return label

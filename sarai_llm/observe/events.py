@@ -1,0 +1,77 @@
+"""The events of a gateway call (:class:`Observer`) and :class:`Events`, the observers they go to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
+
+__all__ = ["EVENTS", "Events", "Observer", "Usage"]
+
+Usage: TypeAlias = Mapping[str, int] | None
+"""Tokens a provider reported (``prompt_tokens``, ``completion_tokens``, ``total_tokens``), or ``None``."""
+
+
+class Observer:
+    """An observer of a gateway's calls: override the events wanted (quick, never raising); the others do nothing."""
+
+    def request(self) -> None:
+        """A call of chat / stream_chat / embed started (cache hits included)."""
+
+    def attempt(self, provider: str, model: str) -> None:
+        """An upstream attempt is sent to ``provider`` for ``model``."""
+
+    def failure(self, provider: str, model: str, latency_ms: float, error: BaseException, *,
+                operation: str = "chat") -> None:  # fmt: skip
+        """An attempt failed after ``latency_ms`` milliseconds (``operation``: ``"chat"`` or ``"embeddings"``)."""
+
+    def success(self, provider: str, model: str, latency_ms: float, usage: Usage, *, operation: str = "chat") -> None:
+        """An attempt answered completely in ``latency_ms`` milliseconds, having used ``usage`` tokens."""
+
+    def first_token(self, provider: str, seconds: float) -> None:
+        """A stream delivered its first piece ``seconds`` after its attempt began."""
+
+    def fallback(self, from_provider: str, to_provider: str) -> None:
+        """A call was answered by ``to_provider`` instead of the head of its chain, ``from_provider``."""
+
+    def answered(self, provider: str, model: str, *, cached: bool, latency_ms: float, caller: str | None,
+                 cost_usd: float = 0.0, saved_usd: float = 0.0) -> None:  # fmt: skip
+        """A call returned an answer (from the cache when ``cached``) after ``latency_ms`` milliseconds.
+
+        ``cost_usd``: US dollars spent upstream; ``saved_usd``: the cost of the answers a hit replayed.
+        """
+
+    def call_failed(self, caller: str | None) -> None:
+        """A call raised after :meth:`request` counted it."""
+
+    def coalesced_hit(self) -> None:
+        """A call was answered by an identical request already in flight."""
+
+
+EVENTS = tuple(name for name in vars(Observer) if not name.startswith("_"))
+"""The names of the events."""
+
+
+class Events(Observer):
+    """Observers as a list: each event goes, in order, to the observers that override it. An event only one
+    overrides is that observer's bound method (no extra call); :meth:`add` re-binds, safely while others emit."""
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        self.observers: tuple[Observer, ...] = ()
+        for observer in observers:
+            self.add(observer)
+
+    def add(self, observer: Observer) -> None:
+        """Send every later event to ``observer`` too, after the others."""
+        self.observers = (*self.observers, observer)
+        for name in EVENTS:
+            noop = getattr(Observer, name)
+            methods = [m for m in (getattr(o, name) for o in self.observers) if getattr(m, "__func__", 0) is not noop]
+            setattr(self, name, methods[0] if len(methods) == 1 else _fan_out(methods))
+
+
+def _fan_out(methods: list[Callable[..., None]]) -> Callable[..., None]:
+    def emit(*args: Any, **kwargs: Any) -> None:
+        for method in methods:
+            method(*args, **kwargs)
+
+    return emit
