@@ -1,38 +1,47 @@
-# Build commands. `make test` installs what it needs first (once):
-#   .venv/             the package in editable mode with its dev tools
+# Build commands. `make demo` and `make test` install what they need first (once):
+#   .venv/             the package in editable mode with its dev tools      (make install)
 #   .servers/          a real local LLM (llama-server + SmolLM2-135M + Ollama-API translator),
-#                      see scripts/install-servers.sh (first run: ~15 min if llama-server
-#                      has to be compiled; later runs: about a second)
+#                      see scripts/install-servers.sh; on a CPU where the prebuilt llama-server
+#                      dies, its CPU backend is compiled here (~20 s)          (make install)
+#   redis-server, chromium   Debian packages only the tests use              (make test-deps)
+# Later runs only check stamps (about a second).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install servers test lint format demo bench clean distclean lock
+.PHONY: install servers test-deps test lint format demo bench clean distclean lock
 
-install: $(VENV)/.installed
-	PY="$(PY)" bash scripts/install-servers.sh
-	bash scripts/install-redis.sh
-	bash scripts/install-chromium.sh
+# What the demo needs: the venv and the local model servers.
+install: $(VENV)/.installed servers
 
-# Rebuilt when pyproject.toml changes.
+# Rebuilt when pyproject.toml changes.  Every dependency pinned with its hashes
+# (supply-chain guard): see `make lock`.  Quiet, with a progress line every 15 s.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# Every dependency pinned with its hashes (supply-chain guard): see `make lock`.
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	@echo "[install] installing $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) pinned packages into $(VENV) (log: $(VENV)/install.log)"
+	@bash scripts/progress.sh --count '^Collecting ' --total "$$(grep -c '^[A-Za-z0-9].*==' requirements.lock)" \
+		--match '^(Collecting|Downloading|Installing|Building|Successfully)' "install: $(VENV) packages collected" \
+		$(VENV)/install.log -- $(BIN)/python -m pip install --progress-bar off --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 servers:
 	PY="$(PY)" bash scripts/install-servers.sh
 
-test: install
+# What only the tests add: Debian's redis-server and chromium.
+test-deps:
+	bash scripts/install-redis.sh
+	bash scripts/install-chromium.sh
+
+test: install test-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .
@@ -44,7 +53,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/run.py
 
-# Keeps .servers/ (the compiled llama-server takes ~15 min to rebuild); distclean drops it too.
+# Keeps .servers/ (the model and servers take about a minute to reinstall); distclean drops it too.
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path './.servers/*' -prune -exec rm -rf {} +

@@ -27,8 +27,12 @@ fi
 
 log "installing $package (apt-get${note:+; $note})"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+# Quiet, but a progress line every 15 s (what apt-get is at: Get:N, Unpacking, Setting up).
+logfile="${TMPDIR:-/tmp}/apt-ensure-$package.log"
+bash "$(dirname "${BASH_SOURCE[0]}")/progress.sh" --count '^(Get|Unpacking|Setting up)' \
+  --match '^(Hit|Get|Unpacking|Setting up|Reading|Fetched)' "install-$package: apt-get steps" "$logfile" -- \
+  bash -c "$SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends '$package'" ||
+  die "apt-get could not install $package (log: $logfile)"
 
 bin="$(found)" || die "apt-get installed $package but $program is missing"
 log "installed: $bin ($("$bin" --version 2>/dev/null | head -n1))"

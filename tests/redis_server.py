@@ -1,7 +1,7 @@
 """A real redis-server for the tests: started on 127.0.0.1, persistence off, stopped afterwards.
 
 The Debian package ``redis-server`` is installed by ``scripts/install-redis.sh``
-(run by ``make install``). A missing server FAILS the tests that need it,
+(run by ``make test``, through ``make test-deps``). A missing server FAILS the tests that need it,
 never skips them: a green run must mean that Redis was exercised.
 
 Test modules build their fixtures on :func:`running_redis`::
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-INSTALL_HINT = "redis-server is not installed: run `make install` (it runs scripts/install-redis.sh)"
+INSTALL_HINT = "redis-server is not installed: run `make test-deps` (it runs scripts/install-redis.sh)"
 
 
 def redis_server_binary() -> str | None:

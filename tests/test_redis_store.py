@@ -2,7 +2,7 @@
 
 The same semantics as the disk store (TTL, LRU, invalidate, namespace-only
 clear), hits shared by two gateway processes, and a Redis killed mid-run.
-redis-server comes from `make install` (scripts/install-redis.sh); when it is
+redis-server comes from `make test-deps` (scripts/install-redis.sh; `make test` runs it); when it is
 missing these tests fail, they never skip.
 """
 
