@@ -10,8 +10,7 @@ from ._spec import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, METRIC_NAMES, error_typ
 from .events import Events, Observer, Usage
 from .multiprocess import ProcessMetrics
 from .otel import GenAIMetrics
-from .prometheus import GatewayMetrics
-from .server import DEFAULT_METRICS_HOST, MetricsServer
+from .prometheus import DEFAULT_METRICS_HOST, GatewayMetrics, MetricsServer
 from .stats import Buckets, ProviderStats, Stats
 
 if TYPE_CHECKING:

@@ -35,23 +35,23 @@ METRIC_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in SPECS)
 KINDS = {name: kind for name, kind, _, _ in SPECS}
 LABELS = {name: tuple(labels.split(",")) if labels != "-" else () for name, _, labels, _ in SPECS}
 HELP = {name: help_text for name, _, _, help_text in SPECS}
-
+BUCKETS = {
+    "llm_gateway_latency_seconds": LATENCY_BUCKETS,
+    "llm_gateway_time_to_first_token_seconds": FIRST_TOKEN_BUCKETS,
+}
 _error_types: dict[type, str] = {}
 
 
 def multiprocess_dir() -> str | None:
     """The directory of prometheus-client's multiprocess mode, or ``None`` when it is off."""
-    names = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
-    return next((value for name in names if (value := os.environ.get(name))), None)
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
 
 
 def error_type(error: BaseException) -> str:
     """A short label for the class of a failed attempt, never its message: ``ProviderRateLimitError`` ->
     ``"rate_limit"``, ``ProviderError`` -> ``"provider"``, ``ValueError`` -> ``"value"``."""
-    cls = type(error)
-    label = _error_types.get(cls)
+    label = _error_types.get(cls := type(error))
     if label is None:
-        name = cls.__name__
-        core = name.removeprefix("Provider").removesuffix("Error") or name.removesuffix("Error") or name
-        label = _error_types[cls] = "".join(f"_{c.lower()}" if c.isupper() else c for c in core).lstrip("_")
+        core = (name := cls.__name__).removeprefix("Provider").removesuffix("Error") or name.removesuffix("Error")
+        label = _error_types[cls] = "".join(f"_{c.lower()}" if c.isupper() else c for c in core or name).lstrip("_")
     return label

@@ -12,43 +12,36 @@ Usage: TypeAlias = Mapping[str, int] | None
 
 
 class Observer:
-    """An observer of a gateway's calls: override the events wanted (quick, never raising); the others do nothing."""
+    """An observer of a gateway's calls: override the events wanted (quick, never raising); the others do nothing.
 
-    def request(self) -> None:
-        """A call of chat / stream_chat / embed started (cache hits included)."""
+    * request: a call of chat / stream_chat / embed started (cache hits included); attempt: one is sent upstream.
+    * failure / success: an attempt failed / answered completely after ``latency_ms`` milliseconds, having used
+      ``usage`` tokens (``operation``: ``"chat"`` or ``"embeddings"``).
+    * first_token: a stream delivered its first piece ``seconds`` after its attempt began.
+    * fallback: a call was answered by ``to_provider`` instead of the head of its chain, ``from_provider``.
+    * answered: a call returned an answer (from the cache when ``cached``) after ``latency_ms`` milliseconds;
+      ``cost_usd``: US dollars spent upstream; ``saved_usd``: the cost of the answer a hit replayed.
+    * call_failed: a call raised after ``request`` counted it.
+    * coalesced_hit: a call was answered by an identical request already in flight.
+    """
 
-    def attempt(self, provider: str, model: str) -> None:
-        """An upstream attempt is sent to ``provider`` for ``model``."""
-
-    def failure(self, provider: str, model: str, latency_ms: float, error: BaseException, *,
-                operation: str = "chat") -> None:  # fmt: skip
-        """An attempt failed after ``latency_ms`` milliseconds (``operation``: ``"chat"`` or ``"embeddings"``)."""
-
-    def success(self, provider: str, model: str, latency_ms: float, usage: Usage, *, operation: str = "chat") -> None:
-        """An attempt answered completely in ``latency_ms`` milliseconds, having used ``usage`` tokens."""
-
-    def first_token(self, provider: str, seconds: float) -> None:
-        """A stream delivered its first piece ``seconds`` after its attempt began."""
-
-    def fallback(self, from_provider: str, to_provider: str) -> None:
-        """A call was answered by ``to_provider`` instead of the head of its chain, ``from_provider``."""
-
+    def request(self) -> None: ...
+    def attempt(self, provider: str, model: str) -> None: ...
+    def failure(
+        self, provider: str, model: str, latency_ms: float, error: BaseException, *, operation: str = "chat"
+    ) -> None: ...
+    def success(
+        self, provider: str, model: str, latency_ms: float, usage: Usage, *, operation: str = "chat"
+    ) -> None: ...
+    def first_token(self, provider: str, seconds: float) -> None: ...
+    def fallback(self, from_provider: str, to_provider: str) -> None: ...
     def answered(self, provider: str, model: str, *, cached: bool, latency_ms: float, caller: str | None,
-                 cost_usd: float = 0.0, saved_usd: float = 0.0) -> None:  # fmt: skip
-        """A call returned an answer (from the cache when ``cached``) after ``latency_ms`` milliseconds.
-
-        ``cost_usd``: US dollars spent upstream; ``saved_usd``: the cost of the answers a hit replayed.
-        """
-
-    def call_failed(self, caller: str | None) -> None:
-        """A call raised after :meth:`request` counted it."""
-
-    def coalesced_hit(self) -> None:
-        """A call was answered by an identical request already in flight."""
+                 cost_usd: float = 0.0, saved_usd: float = 0.0) -> None: ...  # fmt: skip
+    def call_failed(self, caller: str | None) -> None: ...
+    def coalesced_hit(self) -> None: ...
 
 
 EVENTS = tuple(name for name in vars(Observer) if not name.startswith("_"))
-"""The names of the events."""
 
 
 class Events(Observer):

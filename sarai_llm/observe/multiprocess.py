@@ -9,18 +9,13 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .._log import log
-from ._spec import FIRST_TOKEN_BUCKETS, HELP, LABELS, LATENCY_BUCKETS, SPECS, error_type
+from ._spec import BUCKETS, HELP, LABELS, SPECS, error_type
 from .events import Observer, Usage
 
 if TYPE_CHECKING:
     from ..cache import ResponseCache
 
 __all__ = ["ProcessMetrics"]
-
-_BUCKETS = {
-    "llm_gateway_latency_seconds": LATENCY_BUCKETS,
-    "llm_gateway_time_to_first_token_seconds": FIRST_TOKEN_BUCKETS,
-}
 
 
 @cache
@@ -33,13 +28,13 @@ def _metrics() -> Any:
             "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: "
             "this process's metrics are not shared; set it before the process starts"
         )
-
-    def make(name: str, kind: str) -> Any:
+    made: dict[str, Any] = {}
+    for name, kind, _, _ in SPECS:
         if kind == "histogram":
-            return Histogram(name, HELP[name], LABELS[name], buckets=_BUCKETS[name], registry=None)
-        return Counter(name, HELP[name], LABELS[name], registry=None)
-
-    return SimpleNamespace(**{name[12:]: make(name, kind) for name, kind, _, _ in SPECS if kind != "gauge"})
+            made[name[12:]] = Histogram(name, HELP[name], LABELS[name], buckets=BUCKETS[name], registry=None)
+        elif kind == "counter":
+            made[name[12:]] = Counter(name, HELP[name], LABELS[name], registry=None)
+    return SimpleNamespace(**made)
 
 
 class ProcessMetrics(Observer):
@@ -58,8 +53,9 @@ class ProcessMetrics(Observer):
     def attempt(self, provider: str, model: str) -> None:
         self.metrics.requests.labels(provider, model).inc()
 
-    def failure(self, provider: str, model: str, latency_ms: float, error: BaseException, *,
-                operation: str = "chat") -> None:  # fmt: skip
+    def failure(
+        self, provider: str, model: str, latency_ms: float, error: BaseException, *, operation: str = "chat"
+    ) -> None:
         self.metrics.errors.labels(provider, error_type(error)).inc()
 
     def success(self, provider: str, model: str, latency_ms: float, usage: Usage, *, operation: str = "chat") -> None:
@@ -93,12 +89,11 @@ class ProcessMetrics(Observer):
 
     def sync_cache(self) -> None:
         """Export the growth of the cache's counters since the last sync (every lookup ends in a call's end)."""
-        cache, metrics = self.cache, self.metrics
-        if cache is None:
+        if self.cache is None:
             return
         with self._sync_lock:
-            targets = (metrics.cache_hits, metrics.cache_misses, metrics.cache_evictions)
-            for i, (value, target) in enumerate(zip((cache.hits, cache.misses, cache.evictions), targets, strict=True)):
+            counts = (self.cache.hits, self.cache.misses, self.cache.evictions)
+            for i, (value, name) in enumerate(zip(counts, ("hits", "misses", "evictions"), strict=True)):
                 if value > self._seen[i]:  # a coalesced follower turns a miss into a hit: never decrement
-                    target.inc(value - self._seen[i])
+                    getattr(self.metrics, f"cache_{name}").inc(value - self._seen[i])
                     self._seen[i] = value

@@ -13,10 +13,8 @@ from .events import Observer, Usage
 
 __all__ = ["DURATION_BUCKETS", "OPERATION_DURATION", "TOKEN_BUCKETS", "TOKEN_USAGE", "GenAIMetrics", "detect"]
 
-TOKEN_USAGE = "gen_ai.client.token.usage"
-"""Name of the token histogram of the GenAI semantic conventions."""
+TOKEN_USAGE = "gen_ai.client.token.usage"  # the histograms' names in the GenAI semantic conventions
 OPERATION_DURATION = "gen_ai.client.operation.duration"
-"""Name of the duration histogram of the GenAI semantic conventions."""
 TOKEN_BUCKETS: tuple[float, ...] = tuple(4**i for i in range(14))
 """Bucket boundaries, in tokens (1 to 4**13), the conventions advise for ``gen_ai.client.token.usage``."""
 DURATION_BUCKETS: tuple[float, ...] = tuple(0.01 * 2**i for i in range(14))
@@ -34,9 +32,7 @@ def detect() -> GenAIMetrics | None:
         return None
     try:
         provider = metrics.get_meter_provider()
-        if type(provider).__name__ in _UNCONFIGURED:
-            return None
-        return GenAIMetrics(provider)
+        return None if type(provider).__name__ in _UNCONFIGURED else GenAIMetrics(provider)
     except Exception:  # a broken OpenTelemetry set-up must never break a call
         log.warning("OpenTelemetry GenAI metrics disabled: the meter provider failed", exc_info=True)
         return None
@@ -79,8 +75,9 @@ class GenAIMetrics(Observer):
         except Exception:  # an exporter's failure must never break a call
             log.debug("recording OpenTelemetry GenAI metrics failed", exc_info=True)
 
-    def failure(self, provider: str, model: str, latency_ms: float, error: BaseException, *,
-                operation: str = "chat") -> None:  # fmt: skip
+    def failure(
+        self, provider: str, model: str, latency_ms: float, error: BaseException, *, operation: str = "chat"
+    ) -> None:
         """Record the attempt's duration, with ``error.type``."""
         try:
             attributes = {**self._base(operation, provider, model), "error.type": error_type(error)}

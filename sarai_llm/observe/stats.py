@@ -50,11 +50,11 @@ class ProviderStats:
 
     def snapshot(self) -> dict[str, Any]:
         """``get_stats()["providers"][name]``."""
-        ordered = sorted(self.latencies_ms)
+        ordered, requests, errors = sorted(self.latencies_ms), self.requests, self.errors
         return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": self.errors / self.requests if self.requests else 0.0,
+            "requests": requests,
+            "errors": errors,
+            "error_rate": errors / requests if requests else 0.0,
             "latency_p50_ms": _percentile(ordered, 0.50),
             "latency_p95_ms": _percentile(ordered, 0.95),
             "prompt_tokens": self.prompt_tokens,
@@ -68,7 +68,7 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 class Stats(Observer):
-    """Every counter of one gateway; the events are :class:`~sarai_llm.observe.events.Observer`'s."""
+    """Every counter of one gateway; the events are :class:`Observer`'s."""
 
     def __init__(self) -> None:
         self.total_requests = self.total_fallbacks = self.coalesced = 0
@@ -95,8 +95,9 @@ class Stats(Observer):
         self.provider(provider).requests += 1
         self.attempts[provider, model] = self.attempts.get((provider, model), 0) + 1
 
-    def failure(self, provider: str, model: str, latency_ms: float, error: BaseException, *,
-                operation: str = "chat") -> None:  # fmt: skip
+    def failure(
+        self, provider: str, model: str, latency_ms: float, error: BaseException, *, operation: str = "chat"
+    ) -> None:
         stats = self.provider(provider)
         stats.errors += 1
         stats.latencies_ms.append(latency_ms)
@@ -168,16 +169,13 @@ class Stats(Observer):
     def cost_snapshot(self) -> dict[str, Any]:
         """``get_stats()["cost"]``, in US dollars spent upstream and saved by cache hits: ``{"spent_usd",
         "saved_usd", "providers": {p: {..., "models": {m: {...}}}}, "callers": {c: {...}}}``."""
-        spent = saved = 0.0
-        providers: dict[str, dict[str, Any]] = {}
-        callers: dict[str, dict[str, float]] = {}
-        for (provider, model, caller), (row_spent, row_saved) in list(self.costs.items()):
-            spent, saved = spent + row_spent, saved + row_saved
-            entry = providers.setdefault(provider, {"spent_usd": 0.0, "saved_usd": 0.0, "models": {}})
-            rows = [entry, entry["models"].setdefault(model, {"spent_usd": 0.0, "saved_usd": 0.0})]
+        total: dict[str, Any] = {"spent_usd": 0.0, "saved_usd": 0.0, "providers": {}, "callers": {}}
+        for (provider, model, caller), (spent, saved) in list(self.costs.items()):
+            entry = total["providers"].setdefault(provider, {"spent_usd": 0.0, "saved_usd": 0.0, "models": {}})
+            rows = [total, entry, entry["models"].setdefault(model, {"spent_usd": 0.0, "saved_usd": 0.0})]
             if caller:
-                rows.append(callers.setdefault(caller, {"spent_usd": 0.0, "saved_usd": 0.0}))
+                rows.append(total["callers"].setdefault(caller, {"spent_usd": 0.0, "saved_usd": 0.0}))
             for row in rows:
-                row["spent_usd"] += row_spent
-                row["saved_usd"] += row_saved
-        return {"spent_usd": spent, "saved_usd": saved, "providers": providers, "callers": callers}
+                row["spent_usd"] += spent
+                row["saved_usd"] += saved
+        return total

@@ -34,10 +34,8 @@ def snapshot(gateway: Gateway, *, refresh_health: bool = True) -> dict[str, Any]
     """What the status page shows, JSON-serialisable, never a secret; safe from any thread: ``{"version",
     "generated_at", "refresh_seconds", "chain", "stats", "health"}``, ``health`` mapping each provider of the chain
     to ``{"ok" (None: unchecked), "latency_ms", "error", "checked_at", "age_s" (seconds), "cooling"}``."""
-    now, config = time.time(), gateway.config
+    now, chain, stats = time.time(), gateway.config.chain, gateway.get_stats()
     health: dict[str, dict[str, Any]] = {}
-    chain = config.chain
-    stats = gateway.get_stats()
     known = dict(list(gateway.last_health.items()))
     for name in chain:
         seen = known.get(name) or {}
@@ -54,10 +52,9 @@ def snapshot(gateway: Gateway, *, refresh_health: bool = True) -> dict[str, Any]
 
 def _check_in_background(gateway: Gateway) -> None:
     with _checks_lock:
-        running = _checks.get(id(gateway))
-        if running is None or not running.is_alive():
-            thread = _checks[id(gateway)] = threading.Thread(target=_check, args=(gateway,), name="sarai_llm-health")
-            thread.daemon = True
+        if (running := _checks.get(id(gateway))) is None or not running.is_alive():
+            thread = threading.Thread(target=_check, args=(gateway,), name="sarai_llm-health", daemon=True)
+            _checks[id(gateway)] = thread
             thread.start()
 
 
