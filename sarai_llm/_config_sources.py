@@ -1,9 +1,5 @@
-"""Where settings come from: traced sources, the YAML file, and error messages naming them.
-
-Settings have flat names (``cache_ttl``) and nested storage (``cache.ttl``), mapped
-by a :data:`Layout`. Each source keeps what it provided by flat name, so that errors
-can say ``LLM_GATEWAY_CACHE_TTL (environment)`` or ``/path/config.yaml: llm_gateway.cache.ttl``.
-"""
+"""Where settings come from. Each source keeps what it provided by flat name (``cache_ttl``, stored as ``cache.ttl``)
+so that errors can say ``LLM_GATEWAY_CACHE_TTL (environment)`` or ``/path/config.yaml: llm_gateway.cache.ttl``."""
 
 from __future__ import annotations
 
@@ -11,40 +7,25 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from difflib import get_close_matches
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from ._providers import ENV_PREFIX
 from .errors import ConfigError, redact, register_secrets
 
 ERROR_PREFIX = "Invalid configuration: "
 YAML_ROOT = "llm_gateway"
-
-Layout = Mapping[str, tuple[str, str | None]]
-"""Flat setting name -> (model field, key in that field's section or ``None`` for a top-level field)."""
-
+Layout = Mapping[str, tuple[str, str | None]]  # flat name -> (model field, key in its section or None if top-level)
 # The traced sources of the load under way, for the settings class to read afterwards.
 CURRENT_LOAD: ContextVar[list[TracedSource] | None] = ContextVar("sarai_llm_config_load", default=None)
 
 
-def flatten(data: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
-    """Nested values -> flat names, in layout order; keys the layout does not know are dropped."""
-    flat: dict[str, Any] = {}
-    for name, (field, key) in layout.items():
-        section = data.get(field)
-        if key is None and field in data:
-            flat[name] = section
-        elif key is not None and isinstance(section, Mapping) and key in section:
-            flat[name] = section[key]
-    return flat
-
-
 def nest(flat: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
-    """Flat names -> nested values (the inverse of :func:`flatten`)."""
     data: dict[str, Any] = {}
     for name, value in flat.items():
         field, key = layout.get(name, (name, None))
@@ -55,51 +36,52 @@ def nest(flat: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     return data
 
 
-class TracedSource(PydanticBaseSettingsSource):
-    """A settings source that keeps what it provided, by flat name, for provenance and error messages.
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    close = get_close_matches(key, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
-    Wraps one of pydantic-settings' own sources (``inner``: arguments, environment, .env).
-    """
+
+class TracedSource(PydanticBaseSettingsSource):
+    """One of pydantic-settings' sources (``inner``: arguments, environment, .env) that keeps what it provided."""
 
     def __init__(
         self, settings_cls: type[BaseSettings], layout: Layout, label: str, inner: PydanticBaseSettingsSource | None
     ) -> None:
         super().__init__(settings_cls)
         self.layout, self.label, self.inner = layout, label, inner
-        self._flat: dict[str, Any] | None = None
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused (__call__ is overridden), but abstract
 
-    def flat(self) -> dict[str, Any]:
-        """The values this source provided, by flat setting name."""
-        if self._flat is None:
-            self._flat = flatten(self._load(), self.layout)
-        return self._flat
-
     def __call__(self) -> dict[str, Any]:
-        return nest(self.flat(), self.layout)
+        return nest(self.flat, self.layout)
 
-    def _load(self) -> Mapping[str, Any]:
-        return self.inner() if self.inner is not None else {}
+    @cached_property
+    def flat(self) -> dict[str, Any]:
+        """The values this source provided, by flat setting name; keys the layout does not know are dropped."""
+        data = self.inner() if self.inner is not None else {}
+        flat: dict[str, Any] = {}
+        for name, (field, key) in self.layout.items():
+            section = data.get(field)
+            if key is None and field in data:
+                flat[name] = section
+            elif key is not None and isinstance(section, Mapping) and key in section:
+                flat[name] = section[key]
+        return flat
 
     def describe(self, name: str) -> str:
         """Where the setting ``name`` came from, as error messages say it."""
-        if self.label == "argument":
-            return f"argument {name}"
-        if self.label == "environment":
-            return f"{ENV_PREFIX}{name.upper()} (environment)"
-        env_file = getattr(self.inner, "env_file", None) if isinstance(self.inner, DotEnvSettingsSource) else None
+        plain = {"argument": f"argument {name}", "environment": f"{ENV_PREFIX}{name.upper()} (environment)"}
+        if self.label in plain:
+            return plain[self.label]
+        env_file = getattr(self.inner, "env_file", None)
         files = [env_file] if isinstance(env_file, str | os.PathLike) else list(env_file or [])
         found = ", ".join(str(p.resolve()) for p in (Path(f).expanduser() for f in files) if p.is_file())
         return f"{ENV_PREFIX}{name.upper()} (.env file {found or '.env'})"
 
 
 class YamlSource(TracedSource):
-    """The YAML file, located through the sources above it (argument, environment, .env).
-
-    :param names: YAML ``(section, key)`` or ``(key, None)`` -> flat setting name.
-    """
+    """YAML file, found through the sources above; ``names``: YAML ``(section, key)`` or ``(key, None)`` -> name."""
 
     def __init__(self, higher: Sequence[TracedSource], names: Mapping[tuple[str, str | None], str]) -> None:
         super().__init__(higher[0].settings_cls, higher[0].layout, "YAML file", None)
@@ -110,7 +92,8 @@ class YamlSource(TracedSource):
     def describe(self, name: str) -> str:
         return f"{self.path}: {self._where.get(name, name)}"
 
-    def _load(self) -> Mapping[str, Any]:
+    @cached_property
+    def flat(self) -> dict[str, Any]:
         self.path = self._locate()
         if self.path is None:
             return {}
@@ -120,29 +103,28 @@ class YamlSource(TracedSource):
         sections = {key for key, sub in self.names if sub is not None}
         for key, value in read_yaml_section(self.path).items():
             if key not in sections:
-                self._put(flat, top, key, value, YAML_ROOT, hints=sections)
+                flat[self._name(top, key, YAML_ROOT, hints=sections)] = value
                 continue
             known = {sub: name for (field, sub), name in self.names.items() if field == key and sub is not None}
             for sub, sub_value in _mapping(value, self.path, f"{YAML_ROOT}.{key}").items():
-                self._put(flat, known, sub, sub_value, f"{YAML_ROOT}.{key}")
-        return nest(flat, self.layout)
+                flat[self._name(known, sub, f"{YAML_ROOT}.{key}")] = sub_value
+        return flat
 
-    def _put(
-        self, flat: dict[str, Any], known: dict[str, str], key: Any, value: Any, where: str, hints: Iterable[str] = ()
-    ) -> None:
+    def _name(self, known: dict[str, str], key: Any, where: str, hints: Iterable[str] = ()) -> str:
+        """The flat name of YAML ``where.key``; an unknown key, or one set twice (model and default_model), raises."""
         if key not in known:
-            close = get_close_matches(str(key), [*known, *hints], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(key), [*known, *hints])
             raise ConfigError(f"{ERROR_PREFIX}{self.path}: {where}.{key}: unknown key{hint}")
         name = known[key]
-        if name in self._where:  # model and default_model
+        if name in self._where:
             first = self._where[name].rsplit(".", 1)[-1]
             raise ConfigError(f"{ERROR_PREFIX}{self.path}: {where}: '{first}' and '{key}' both set; keep one")
-        flat[name], self._where[name] = value, f"{where}.{key}"
+        self._where[name] = f"{where}.{key}"
+        return name
 
     def _locate(self) -> Path | None:
         for source in self.higher:
-            value = source.flat().get("config")
+            value = source.flat.get("config")
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
             origin = source.describe("config")
@@ -153,8 +135,7 @@ class YamlSource(TracedSource):
                 reason = "is not a file" if path.exists() else "file not found"
                 raise ConfigError(f"{ERROR_PREFIX}{origin}: {path}: {reason}")
             return path
-        default = Path("config.yaml")
-        return default.resolve() if default.is_file() else None
+        return Path("config.yaml").resolve() if Path("config.yaml").is_file() else None
 
 
 def read_yaml_section(path: Path) -> dict[Any, Any]:
@@ -187,43 +168,27 @@ def _mapping(value: Any, path: Path, where: str) -> dict[Any, Any]:
     return value or {}
 
 
-def check_argument_names(values: Iterable[str], names: Iterable[str]) -> None:
-    """Reject an argument that names no setting, suggesting the closest one."""
-    known = list(names)
-    for key in values:
-        if key.lower() not in known:
-            close = get_close_matches(key.lower(), known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{ERROR_PREFIX}argument {key}: unknown setting{hint}")
-
-
-def first_source(sources: Sequence[TracedSource], name: str) -> TracedSource | None:
-    """The highest source that provided the setting ``name``, if any did."""
-    return next((source for source in sources if name in source.flat()), None)
-
-
 def validation_message(
     exc: ValidationError, sources: Sequence[TracedSource], layout: Layout, secrets: frozenset[str]
 ) -> tuple[str, bool]:
     """Pydantic's errors as one line per setting naming its source, never echoing a secret; and whether a
     secret setting failed (pydantic's own text of ``exc`` would quote it: it must not be chained)."""
     names = {place: name for name, place in layout.items()}
-    parts: list[str] = []
+    parts: dict[str, None] = {}  # in order, without repeats
     echoes_secret = False
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"][:2]] + ["", ""]
         name = names.get((loc[0], loc[1] or None), loc[0])
-        source = first_source(sources, name)
+        source = next((s for s in sources if name in s.flat), None)
         text = f"{source.describe(name) if source is not None else f'{name} (default)'}: {error['msg']}"
         if name in secrets:
             echoes_secret = True
         elif error["type"] != "missing" and "input" in error:
             shown = repr(error["input"])
             text += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
-        if text not in parts:
-            parts.append(text)
+        parts[text] = None
     # A key typed into the wrong field would be echoed: scrub every key any source offered.
-    offered = [s.flat().get(name) for s in sources for name in secrets]
+    offered = [s.flat.get(name) for s in sources for name in secrets]
     register_secrets(
         v.get_secret_value() if isinstance(v, SecretStr) else v for v in offered if isinstance(v, str | SecretStr)
     )

@@ -1,8 +1,5 @@
-"""The providers sarai_llm knows, as data: one :class:`ProviderSpec` row each in :data:`SPECS`.
-
-The functions below read the table, so adding a provider is one row. Standard
-library only: the command line imports this module for ``--help``.
-"""
+"""The providers sarai_llm knows, as data: one :class:`ProviderSpec` row each in :data:`SPECS`, so adding a
+provider is one row. Standard library only: the command line imports this module for ``--help``."""
 
 from __future__ import annotations
 
@@ -17,52 +14,33 @@ from .errors import redact
 
 if TYPE_CHECKING:
     from .config import ProviderConfig
-
-ENV_PREFIX = "LLM_GATEWAY_"
-"""Prefix of every environment variable (and ``.env`` entry) sarai_llm reads."""
-
-NO_KEY = "sk-no-key-required"
-"""API key sent to a server with a base URL and no key set, for providers with :attr:`ProviderSpec.placeholder_key`."""
+ENV_PREFIX = "LLM_GATEWAY_"  # of every environment variable (and .env entry) sarai_llm reads
+NO_KEY = "sk-no-key-required"  # the API key sent where ProviderSpec.placeholder_key says so
 
 
 @dataclass(frozen=True)
 class ProviderSpec:
     """The facts about one provider that code needs; one row of :data:`SPECS`."""
 
-    name: str
-    """Provider name as users write it (``ollama``)."""
-    chat_prefix: str
-    """LiteLLM model prefix for chat (``ollama_chat`` makes ``ollama_chat/llama3.2``)."""
-    embed_prefix: str | None
-    """LiteLLM model prefix for embeddings; ``None``: the provider cannot embed."""
-    default_model: str
-    """Chat model used when none is configured."""
-    default_embed_model: str | None
-    """Embedding model used when none is configured; ``None`` with :attr:`can_embed`: the chat model."""
-    litellm_provider: str
-    """LiteLLM provider name under which configured prices are registered."""
-    default_base_url: str | None = None
-    """Server URL used when none is configured; ``None``: LiteLLM's default."""
-    public_base_url: str | None = None
-    """Base the health probe uses when no base URL is set (LiteLLM's default server)."""
-    key_makes_usable: bool = False
-    """An API key alone makes it usable (else a base URL is needed: a server to talk to)."""
-    placeholder_key: bool = True
-    """Send :data:`NO_KEY` when a base URL is set and no key (the openai SDK refuses to send without one)."""
-    free: bool = False
-    """Tokens cost 0 unless prices are configured (a model on your own hardware)."""
-    strip_suffix: str = ""
-    """Dropped from the end of a base URL, which LiteLLM extends itself (anthropic ``/v1``, ollama ``/api``)."""
-    bare_host_path: str = "/v1"
-    """Appended to a base URL without a path (OpenAI-compatible servers answer under ``/v1``)."""
-    probe_path: str = "/models"
-    """Path, after the normalised base, of the health probe: a request that spends no tokens."""
+    name: str  # as users write it: ollama
+    chat_prefix: str  # LiteLLM model prefix for chat: ollama_chat makes ollama_chat/llama3.2
+    embed_prefix: str | None  # LiteLLM model prefix for embeddings; None: the provider cannot embed
+    default_model: str  # chat model used when none is configured
+    default_embed_model: str | None  # None with can_embed: embeds with the chat model
+    litellm_provider: str  # LiteLLM provider name under which configured prices are registered
+    default_base_url: str | None = None  # None: LiteLLM's default
+    public_base_url: str | None = None  # what the health probe uses when no base URL is set
+    key_makes_usable: bool = False  # an API key alone makes it usable (else it needs a server: a base URL)
+    placeholder_key: bool = True  # send NO_KEY with a base URL and no key (the openai SDK requires a key)
+    free: bool = False  # tokens cost 0 unless prices are configured (a model on your own hardware)
+    strip_suffix: str = ""  # dropped from a base URL, which LiteLLM extends itself (anthropic /v1, ollama /api)
+    bare_host_path: str = "/v1"  # appended to a base URL without a path (OpenAI-compatible servers use /v1)
+    probe_path: str = "/models"  # health probe, after the normalised base: a request that spends no tokens
+    # Headers of the probe; {key} is the API key, and a header holding it is sent only when one is set.
     probe_headers: tuple[tuple[str, str], ...] = (("Authorization", "Bearer {key}"),)
-    """Headers of the probe; ``{key}`` is the API key, and a header holding it is sent only when one is set."""
 
     @property
     def can_embed(self) -> bool:
-        """Whether the provider serves embeddings."""
         return self.embed_prefix is not None
 
 
@@ -86,18 +64,11 @@ SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (
                  free=True),
 )}
 # fmt: on
-"""Every provider's :class:`ProviderSpec`, keyed by name, in the order of :data:`PROVIDERS`."""
-
-PROVIDERS: tuple[str, ...] = tuple(SPECS)
-"""Names of the providers sarai_llm knows, in table order."""
+PROVIDERS: tuple[str, ...] = tuple(SPECS)  # names of the providers sarai_llm knows, in table order
 
 
 def api_base(provider: ProviderConfig) -> str | None:
-    """The ``api_base`` LiteLLM needs for a provider's configured base URL; ``None``: LiteLLM's default.
-
-    Users give the server's URL; each protocol has its own convention
-    (:attr:`ProviderSpec.strip_suffix`, :attr:`ProviderSpec.bare_host_path`).
-    """
+    """LiteLLM's ``api_base`` for the provider's base URL (see ``ProviderSpec.strip_suffix``); ``None``: its default."""
     if not provider.base_url:
         return None
     spec = SPECS[provider.name]
@@ -124,16 +95,9 @@ def api_key_env(provider: ProviderConfig) -> str:
 def litellm_params(
     provider: ProviderConfig, model: str, *, embedding: bool = False, key_as_reference: bool = False
 ) -> dict[str, Any]:
-    """Router deployment parameters for one (provider, model).
-
-    :param key_as_reference: write a set API key as ``os.environ/LLM_GATEWAY_<P>_API_KEY``
-        (what a LiteLLM Proxy config file wants) instead of its value.
-    """
-    params: dict[str, Any] = {
-        "model": model_string(provider, model, embedding=embedding),
-        "timeout": provider.timeout,
-        "stream_timeout": provider.timeout,
-    }
+    """Router deployment parameters; ``key_as_reference``: a set key as ``os.environ/LLM_GATEWAY_<P>_API_KEY``."""
+    name = model_string(provider, model, embedding=embedding)
+    params: dict[str, Any] = {"model": name, "timeout": provider.timeout, "stream_timeout": provider.timeout}
     base = api_base(provider)
     if base is not None:
         params["api_base"] = base
@@ -153,26 +117,25 @@ def probe_request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
     return f"{api_base(provider) or spec.public_base_url or ''}{spec.probe_path}", headers
 
 
-async def _check(client: Any, provider: ProviderConfig, timeout: float) -> dict[str, Any]:
-    url, headers = probe_request(provider)
-    started = time.perf_counter()
-    error: str | None = None
-    try:
-        response = await asyncio.wait_for(client.get(url, headers=headers), timeout)
-        if response.status_code >= 400:
-            error = f"HTTP {response.status_code} from {url}"
-    except TimeoutError:
-        error = f"no answer from {url} within {timeout:g} s"
-    except Exception as exc:  # any transport failure means "down"
-        error = f"{type(exc).__name__}: {redact(str(exc)) or 'failed'} ({url})"
-    return {"ok": error is None, "latency_ms": (time.perf_counter() - started) * 1000.0, "error": error}
-
-
 async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -> dict[str, dict[str, Any]]:
     """Probe each provider concurrently within ``timeout`` seconds: name -> ``{"ok", "latency_ms", "error"}``."""
     import httpx  # deferred: only health checks pay for it
 
+    async def probe(client: httpx.AsyncClient, provider: ProviderConfig) -> dict[str, Any]:
+        url, headers = probe_request(provider)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            response = await asyncio.wait_for(client.get(url, headers=headers), timeout)
+            if response.status_code >= 400:
+                error = f"HTTP {response.status_code} from {url}"
+        except TimeoutError:
+            error = f"no answer from {url} within {timeout:g} s"
+        except Exception as exc:  # any transport failure means "down"
+            error = f"{type(exc).__name__}: {redact(str(exc)) or 'failed'} ({url})"
+        return {"ok": error is None, "latency_ms": (time.perf_counter() - started) * 1000.0, "error": error}
+
     unique = list({p.name: p for p in providers}.values())
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        results = await asyncio.gather(*(_check(client, p, timeout) for p in unique))
+        results = await asyncio.gather(*(probe(client, p) for p in unique))
     return {p.name: r for p, r in zip(unique, results, strict=True)}

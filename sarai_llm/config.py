@@ -1,22 +1,9 @@
-"""Settings of sarai_llm: one place that says which providers, models and cache to use.
+"""Settings of sarai_llm: which providers, models and cache to use; the README's table documents each.
 
-Sources, highest first: arguments of :meth:`GatewayConfig.load`; the environment
-(``LLM_GATEWAY_CACHE_TTL=60``, names case-insensitive); ``.env``; the YAML file
-(``config``, else ``LLM_GATEWAY_CONFIG``, else ``./config.yaml`` when it exists);
-the defaults, per provider from its row of :data:`~sarai_llm._providers.SPECS`::
-
-    llm_gateway:
-      primary_provider: "ollama"
-      fallback_providers: ["local"]        # or "local,openai"
-      ollama: {base_url: "http://localhost:11434", default_model: "llama3.2:latest", timeout: 300}
-      cache: {enabled: true, ttl: 3600, max_size: 1000}   # many hosts: backend: redis, redis_url: ...
-
-Settings are stored nested (``config.cache.ttl``) and named flat wherever users see
-them (``LLM_GATEWAY_CACHE_TTL``, ``load(cache_ttl=...)``, ``config.cache_ttl``,
-:meth:`GatewayConfig.explain`). Errors name the source (``LLM_GATEWAY_CACHE_TTL
-(environment)``, ``/path/config.yaml: llm_gateway.cache.ttl``) and never quote a
-secret: the API keys and ``redis_url`` (a URL may hold a password).
-"""
+Sources, highest first: :meth:`GatewayConfig.load`'s arguments; the environment (``LLM_GATEWAY_CACHE_TTL=60``, any
+case); ``.env``; the YAML file (``config``, else ``LLM_GATEWAY_CONFIG``, else ``./config.yaml`` if it exists, under
+``llm_gateway:``); the defaults (per provider: :data:`~sarai_llm._providers.SPECS`). Settings are stored nested
+(``config.cache.ttl``), named flat (``cache_ttl``); errors name the source and never quote a key or ``redis_url``."""
 
 from __future__ import annotations
 
@@ -37,6 +24,8 @@ from .errors import ConfigError, redact, register_secrets
 
 __all__ = ["ENV_PREFIX", "PROVIDERS", "CacheConfig", "CacheSettings"]
 __all__ += ["GatewayConfig", "ProviderConfig", "ProviderSettings"]
+_EXPECTED_PROVIDER = f"expected one of {', '.join(PROVIDERS)}"
+_DEFAULTS_ONLY: ContextVar[bool] = ContextVar("sarai_llm_config_defaults_only", default=False)  # see defaults()
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -45,58 +34,52 @@ def _blank_is_none(value: Any) -> Any:
     return (value.strip() or None) if isinstance(value, str) else value
 
 
-def _check_url(url: str, schemes: tuple[str, ...], error: PydanticCustomError) -> str:
-    """``url`` when its scheme is one of ``schemes`` and it names a host (a path for ``unix``); never quoted."""
+def _url(code: str, schemes: tuple[str, ...], form: str) -> AfterValidator:
+    """Accepts a URL with one of ``schemes`` and a host (a path for ``unix``), text ones without trailing ``/``."""
+
+    def check(value: Any) -> Any:  # errors never quote the URL: it may hold a password
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value.rstrip("/")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError:
+            raise PydanticCustomError(code, form) from None
+        scheme = parts.scheme.lower()
+        if scheme not in schemes or not (parts.path if scheme == "unix" else parts.hostname):
+            raise PydanticCustomError(code, form)
+        return value if isinstance(value, SecretStr) else url
+
+    return AfterValidator(lambda value: None if value is None else check(value))
+
+
+def _split_list(value: Any) -> Any:
+    if not isinstance(value, str):
+        return [] if value is None else value
+    if not value.strip().startswith("["):
+        return value.split(",")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        return json.loads(value)
     except ValueError:
-        raise error from None
-    if parts.scheme.lower() not in schemes or not (parts.path if parts.scheme.lower() == "unix" else parts.hostname):
-        raise error
-    return url
-
-
-def _base_url(value: str | None) -> str | None:
-    form = "expected an http:// or https:// URL with a host, like http://localhost:11434"
-    return (
-        None
-        if value is None
-        else _check_url(value.rstrip("/"), ("http", "https"), PydanticCustomError("base_url", form))
-    )
-
-
-def _redis_url(value: SecretStr | None) -> SecretStr | None:
-    form = "expected a redis://, rediss:// or unix:// URL, like redis://localhost:6379/0"
-    if value is not None:
-        _check_url(value.get_secret_value(), ("redis", "rediss", "unix"), PydanticCustomError("redis_url", form))
-    return value
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The parts of a Redis URL to scrub from texts: the URL and its passwords, when it has credentials."""
-    parts = urlsplit(url)
-    query = dict(item.partition("=")[::2] for item in parts.query.split("&"))
-    found = [p for p in (parts.password, query.get("password")) if p]
-    return [url, *found, *map(unquote, found)] if found or parts.username is not None else []
+        raise PydanticCustomError("json_list", "expected a comma list or a JSON list") from None
 
 
 def _known_providers(names: list[str]) -> list[str]:
     """``names`` normalised (case, spaces); an unknown one is an error listing the known ones."""
     unknown = ", ".join(repr(n.strip()) for n in names if n.strip().lower() not in PROVIDERS)
     if unknown:
-        raise PydanticCustomError(
-            "unknown_provider", f"unknown provider {unknown}; expected one of {', '.join(PROVIDERS)}"
-        )
+        raise PydanticCustomError("unknown_provider", f"unknown provider {unknown}; {_EXPECTED_PROVIDER}")
     return [n.strip().lower() for n in names]
 
 
 _Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_Price = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
+_Price = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]  # US dollars per token
 # Blank text (an empty environment variable, "" in YAML) means unset.
 _Text = Annotated[str | None, BeforeValidator(_blank_is_none)]
 _Secret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
-_BaseURL = Annotated[_Text, AfterValidator(_base_url)]
+_HTTP_FORM = "expected an http:// or https:// URL with a host, like http://localhost:11434"
+_BaseURL = Annotated[_Text, _url("base_url", ("http", "https"), _HTTP_FORM)]
+_REDIS_FORM = "expected a redis://, rediss:// or unix:// URL, like redis://localhost:6379/0"
+_RedisURL = Annotated[_Secret, _url("redis_url", ("redis", "rediss", "unix"), _REDIS_FORM)]
 _lower = BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
 _UserPath = Annotated[Path | None, BeforeValidator(_blank_is_none), AfterValidator(lambda p: p and p.expanduser())]
 
@@ -106,36 +89,26 @@ class ProviderSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
-    base_url: _BaseURL = None
-    """Server URL without trailing ``/``; ``None``: LiteLLM's default (openai, anthropic) or not usable."""
-    model: str = Field(min_length=1)
-    """Chat model (``default_model`` or ``model`` in YAML, ``LLM_GATEWAY_<P>_MODEL`` in the environment)."""
-    embed_model: _Text = None
-    """Embedding model; ``None``: the provider cannot embed (always ``None`` for anthropic)."""
-    timeout: _Seconds = 300.0
-    """Seconds one request may take before it fails (default 300)."""
+    base_url: _BaseURL = None  # without trailing "/"; None: LiteLLM's default (openai, anthropic) or not usable
+    model: str = Field(min_length=1)  # chat model; "default_model" or "model" in YAML
+    embed_model: _Text = None  # None: the provider cannot embed (always None for anthropic)
+    timeout: _Seconds = 300.0  # seconds one request may take
     api_key: _Secret = None
-    """API key, or ``None`` when the provider needs none or none is set."""
-    input_cost_per_token: _Price = None
-    """US dollars per prompt token; ``None``: LiteLLM's price list (free providers cost 0). See ``priced``."""
+    input_cost_per_token: _Price = None  # None: LiteLLM's price list (free providers cost 0); see ``priced``
     output_cost_per_token: _Price = None
-    """US dollars per completion token; ``None``: as :attr:`input_cost_per_token`."""
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> ProviderSettings:
-        """The defaults of ``spec``'s provider."""
         return cls(base_url=spec.default_base_url, model=spec.default_model, embed_model=spec.default_embed_model)
 
 
 class ProviderConfig(ProviderSettings):
     """The settings of one provider, as the router needs them (read-only); built by :meth:`GatewayConfig.provider`."""
 
-    name: str
-    """Provider name, one of :data:`PROVIDERS`."""
+    name: str  # one of PROVIDERS
 
     @property
     def spec(self) -> ProviderSpec:
-        """The provider's row of the provider table."""
         return SPECS[self.name]
 
     @property
@@ -164,43 +137,27 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     enabled: bool = True
-    """Whether responses are cached (default ``True``)."""
-    ttl: _Seconds = 3600.0
-    """Seconds an entry stays valid (default 3600)."""
-    max_size: int = Field(default=1000, ge=1)
-    """Entries held before the least recently used is evicted (default 1000)."""
-    dir: _UserPath = None
-    """Directory of the disk cache; ``None``: ``$XDG_CACHE_HOME/sarai_llm`` or ``~/.cache/sarai_llm``."""
-    namespace: str = ""
-    """Prefix that separates the entries of applications sharing one store (default ``""``)."""
-    backend: Annotated[Literal["disk", "redis"], _lower] = "disk"
-    """Where entries live: ``"disk"`` (diskcache in :attr:`dir`, one host) or ``"redis"`` (many hosts)."""
+    ttl: _Seconds = 3600.0  # seconds an entry stays valid
+    max_size: int = Field(default=1000, ge=1)  # entries held before the least recently used is evicted
+    dir: _UserPath = None  # of the disk cache; None: $XDG_CACHE_HOME/sarai_llm or ~/.cache/sarai_llm
+    namespace: str = ""  # separates the entries of applications sharing one store
+    backend: Annotated[Literal["disk", "redis"], _lower] = "disk"  # "disk": one host, "redis": many
 
 
 class CacheConfig(CacheSettings):
     """The response cache's settings (read-only); see :attr:`GatewayConfig.cache_settings`."""
 
-    redis_url: SecretStr | None = None
-    """URL of the Redis server of the ``"redis"`` backend (a secret: it may hold a password)."""
-
-
-_DEFAULTS_ONLY: ContextVar[bool] = ContextVar("sarai_llm_config_defaults_only", default=False)
+    redis_url: SecretStr | None = None  # server of the "redis" backend (a secret: it may hold a password)
 
 
 class GatewayConfig(BaseSettings):
-    """All settings of sarai_llm, read-only; build it with :meth:`load`.
-
-    Each name of :meth:`setting_names` is the variable ``LLM_GATEWAY_<NAME>`` and an
-    attribute (``config.cache_ttl`` is ``config.cache.ttl``). Secrets are
-    :class:`~pydantic.SecretStr`: never in ``repr()``, :meth:`public_dict` or errors.
-    """
+    """All settings of sarai_llm, read-only; build it with :meth:`load`. Secrets are :class:`~pydantic.SecretStr`."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="_",
         env_nested_max_split=1,  # LLM_GATEWAY_CACHE_MAX_SIZE -> cache.max_size
         nested_model_default_partial_update=True,  # LLM_GATEWAY_OLLAMA_MODEL keeps ollama's other defaults
-        case_sensitive=False,
         env_file=".env",
         env_file_encoding="utf-8",
         env_ignore_empty=True,
@@ -212,44 +169,34 @@ class GatewayConfig(BaseSettings):
 
     # Declared in this order on purpose: fallback_providers' validator reads primary_provider.
     primary_provider: Annotated[str, AfterValidator(lambda v: _known_providers([v])[0])] = "ollama"
-    """Provider tried first, one of :data:`PROVIDERS` (default ``"ollama"``)."""
-    fallback_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Providers tried in order when the primary fails (default none): a comma or JSON list; the primary and
-    duplicates are dropped."""
+    # A comma or JSON list, tried in order when the primary fails; the primary and duplicates are dropped.
+    fallback_providers: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(default_factory=list)
     # One ProviderSettings section per row of the provider table: config.ollama, config.openai, ...
     for _spec in SPECS.values():
         __annotations__[_spec.name] = ProviderSettings
         vars()[_spec.name] = ProviderSettings.from_spec(_spec)
     del _spec
-    cache: CacheSettings = CacheSettings()
-    """The response cache's section; :attr:`cache_settings` adds :attr:`redis_url`."""
-    redis_url: Annotated[_Secret, AfterValidator(_redis_url)] = None
-    """URL of the Redis server for ``cache_backend=redis`` (``redis://[:password@]host:6379/0``; a secret)."""
-    num_retries: int = Field(default=0, ge=0)
-    """Retries of the same provider before falling back (default 0)."""
-    allowed_fails: int = Field(default=3, ge=0)
-    """Consecutive failures after which a provider cools down (default 3)."""
-    cooldown_time: float = Field(default=30.0, ge=0, allow_inf_nan=False)
-    """Seconds a cooling-down provider is skipped (default 30)."""
-    health_timeout: _Seconds = 5.0
-    """Seconds a health check may take per provider (default 5)."""
-    deadline: _Seconds | None = None
-    """Seconds a whole call may take across its chain of providers (default: no bound)."""
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    """Port of the Prometheus HTTP endpoint (default none: not served)."""
+    cache: CacheSettings = CacheSettings()  # cache_settings adds redis_url
+    redis_url: _RedisURL = None  # for cache_backend=redis: redis://[:password@]host:6379/0 (a secret)
+    num_retries: int = Field(default=0, ge=0)  # of the same provider before falling back
+    allowed_fails: int = Field(default=3, ge=0)  # consecutive failures after which a provider cools down
+    cooldown_time: float = Field(default=30.0, ge=0, allow_inf_nan=False)  # seconds a provider is then skipped
+    health_timeout: _Seconds = 5.0  # seconds per provider
+    deadline: _Seconds | None = None  # seconds a whole call may take across its chain; None: no bound
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # of the Prometheus endpoint; None: not served
     metrics_host: str = "127.0.0.1"
-    """Address the Prometheus endpoint binds (default loopback only)."""
-    metrics_global: bool = False
-    """Register the metrics in prometheus-client's global registry (default: the gateway's own)."""
-    config: _UserPath = None
-    """YAML file to read (``LLM_GATEWAY_CONFIG``); default ``./config.yaml`` when it exists."""
+    metrics_global: bool = False  # prometheus-client's global registry instead of the gateway's own
+    config: _UserPath = None  # YAML file; None: ./config.yaml when it exists
 
     _provenance: dict[str, str] = {}
     _config_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:
-        """Load the settings as :meth:`load` documents."""
-        sources.check_argument_names(values, (*_LAYOUT, "_env_file"))
+        known = (*_LAYOUT, "_env_file")
+        for key in values:
+            if key.lower() not in known:
+                hint = sources.did_you_mean(key.lower(), known)
+                raise ConfigError(f"{sources.ERROR_PREFIX}argument {key}: unknown setting{hint}")
         traced: list[sources.TracedSource] = []
         token = sources.CURRENT_LOAD.set(traced)
         try:
@@ -261,28 +208,23 @@ class GatewayConfig(BaseSettings):
             raise ConfigError(f"{sources.ERROR_PREFIX}{redact(str(exc))}") from exc
         finally:
             sources.CURRENT_LOAD.reset(token)
-        first = {name: sources.first_source(traced, name) for name in _LAYOUT}
+        first = {name: next((s for s in traced if name in s.flat), None) for name in _LAYOUT}
         self._provenance = {name: "default" if s is None else s.label for name, s in first.items()}
         self._config_file = next((s.path for s in traced if isinstance(s, sources.YamlSource)), None)
         register_secrets(self._secret_values())
         if self.cache.backend == "redis" and self.redis_url is None:
             source = first["cache_backend"]
             where = source.describe("cache_backend") if source is not None else "cache_backend (default)"
-            raise ConfigError(
-                f"{sources.ERROR_PREFIX}{where}: the redis cache backend needs {ENV_PREFIX}REDIS_URL "
-                "(like redis://localhost:6379/0; YAML: llm_gateway.cache.redis_url)"
-            )
+            need = f"{ENV_PREFIX}REDIS_URL (like redis://localhost:6379/0; YAML: llm_gateway.cache.redis_url)"
+            raise ConfigError(f"{sources.ERROR_PREFIX}{where}: the redis cache backend needs {need}")
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
         """Read the settings from every source and validate them.
 
-        :param overrides: settings by flat name that win over every other source
-            (``load(primary_provider="openai", cache_ttl=60)``). ``config=`` names the
-            YAML file; ``_env_file=`` the dotenv file (default ``".env"``; ``None``: none).
-        :raises ConfigError: a value is invalid (the message names the source and the
-            setting), an argument is unknown, or a named YAML file is missing or malformed.
-        """
+        :param overrides: settings by flat name, winning over every source (``load(cache_ttl=60)``); ``config=``
+            names the YAML file, ``_env_file=`` the dotenv file (default ``".env"``; ``None``: none).
+        :raises ConfigError: an invalid value (naming its source), an unknown argument, or a bad YAML file."""
         return cls(**overrides)
 
     @classmethod
@@ -296,7 +238,7 @@ class GatewayConfig(BaseSettings):
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
-        """Every setting's flat name (``cache_ttl``) in display order; each is also ``LLM_GATEWAY_<NAME>``."""
+        """Every setting's flat name (``cache_ttl``) in display order."""
         return tuple(_LAYOUT)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -321,39 +263,18 @@ class GatewayConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the sources: arguments, environment, ``.env``, YAML (defaults come last)."""
-        traced = [sources.TracedSource(settings_cls, _LAYOUT, "argument", init_settings)]
-        if not _DEFAULTS_ONLY.get():
-            traced.append(sources.TracedSource(settings_cls, _LAYOUT, "environment", env_settings))
-            traced.append(sources.TracedSource(settings_cls, _LAYOUT, ".env", dotenv_settings))
-            traced.append(sources.YamlSource(traced[:], _YAML_NAMES))
-        record = sources.CURRENT_LOAD.get()
-        if record is not None:
+        inner = {"argument": init_settings, "environment": env_settings, ".env": dotenv_settings}
+        traced = [sources.TracedSource(settings_cls, _LAYOUT, label, source) for label, source in inner.items()]
+        traced = traced[:1] if _DEFAULTS_ONLY.get() else [*traced, sources.YamlSource(traced, _YAML_NAMES)]
+        if (record := sources.CURRENT_LOAD.get()) is not None:
             record.extend(traced)
         return tuple(traced)
-
-    # --- validators ---
-
-    @field_validator("fallback_providers", mode="before")
-    @classmethod
-    def _split_fallbacks(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        if not isinstance(value, str):
-            return value
-        if not value.strip().startswith("["):
-            return value.split(",")
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise PydanticCustomError("json_list", "expected a comma list or a JSON list") from None
 
     @field_validator("fallback_providers")
     @classmethod
     def _valid_fallbacks(cls, value: list[str], info: Any) -> list[str]:
         names = _known_providers([v for v in value if v.strip()])
         return list(dict.fromkeys(n for n in names if n != info.data.get("primary_provider")))
-
-    # --- views ---
 
     def __getattr__(self, name: str) -> Any:
         """A setting by flat name: ``config.cache_ttl`` is ``config.cache.ttl``."""
@@ -366,7 +287,7 @@ class GatewayConfig(BaseSettings):
         """The settings of provider ``name`` (case and spaces ignored); :class:`ConfigError` for an unknown one."""
         spec = SPECS.get(name.strip().lower())
         if spec is None:
-            raise ConfigError(f"Unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}")
+            raise ConfigError(f"Unknown provider {name!r}; {_EXPECTED_PROVIDER}")
         section: ProviderSettings = getattr(self, spec.name)
         embed_model = section.embed_model if spec.can_embed else None
         if spec.can_embed and spec.default_embed_model is None:
@@ -375,17 +296,14 @@ class GatewayConfig(BaseSettings):
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:
-        """Every provider's settings, keyed by name, in the order of :data:`PROVIDERS`."""
         return {name: self.provider(name) for name in PROVIDERS}
 
     @property
     def chain(self) -> list[str]:
-        """Providers in the order they are tried: the primary, then the fallbacks."""
         return [self.primary_provider, *self.fallback_providers]
 
     @property
     def cache_settings(self) -> CacheConfig:
-        """The response cache's settings: :attr:`cache` and :attr:`redis_url`."""
         return CacheConfig(**dict(self.cache), redis_url=self.redis_url)
 
     @property
@@ -399,21 +317,19 @@ class GatewayConfig(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         """Every effective setting, JSON-serialisable, by flat name; secrets as ``"***"`` when set, paths as text."""
-        result: dict[str, Any] = {}
-        for name in _LAYOUT:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = "***"
-            elif isinstance(value, Path | list):
-                value = str(value) if isinstance(value, Path) else list(value)
-            result[name] = value
-        return result
+        result = {name: getattr(self, name) for name in _LAYOUT}
+        result |= {name: str(value) for name, value in result.items() if isinstance(value, Path)}
+        result |= {name: "***" for name, value in result.items() if isinstance(value, SecretStr)}
+        return result | {"fallback_providers": list(self.fallback_providers)}
 
     def _secret_values(self) -> list[str]:
         """The values :func:`~sarai_llm.errors.redact` must scrub: API keys, and a Redis URL's credentials."""
-        keys = (getattr(self, name).api_key for name in PROVIDERS)
-        values = [key.get_secret_value() for key in keys if key]
-        return values + (_url_secrets(self.redis_url.get_secret_value()) if self.redis_url else [])
+        values = [key.get_secret_value() for key in (getattr(self, p).api_key for p in PROVIDERS) if key]
+        url = self.redis_url.get_secret_value() if self.redis_url else ""
+        parts = urlsplit(url)
+        query = dict(item.partition("=")[::2] for item in parts.query.split("&"))
+        found = [p for p in (parts.password, query.get("password")) if p]
+        return values + ([url, *found, *map(unquote, found)] if found or parts.username is not None else [])
 
 
 def _layout() -> dict[str, tuple[str, str | None]]:
@@ -421,10 +337,8 @@ def _layout() -> dict[str, tuple[str, str | None]]:
     layout: dict[str, tuple[str, str | None]] = {}
     for field, info in GatewayConfig.model_fields.items():
         spec = SPECS.get(field)
-        keys: list[str] = []
-        if info.annotation is CacheSettings:
-            keys = list(CacheSettings.model_fields)
-        elif spec is not None:
+        keys = list(CacheSettings.model_fields) if info.annotation is CacheSettings else []
+        if spec is not None:
             keys = [k for k in ProviderSettings.model_fields if k != "embed_model" or spec.can_embed]
             if spec.key_makes_usable:  # listed first: the key is what these are usually configured with
                 keys.sort(key=lambda k: k != "api_key")
@@ -435,7 +349,6 @@ def _layout() -> dict[str, tuple[str, str | None]]:
 _LAYOUT = _layout()
 _SECTIONS = frozenset(field for field, key in _LAYOUT.values() if key is not None)
 _SECRETS = frozenset(name for name in _LAYOUT if name.endswith("_api_key") or name == "redis_url")
-# YAML (section, key) -> flat name. A YAML file does not name another (config), keeps redis_url in its cache
-# section, and may call a provider's model default_model (the seed's name).
+# YAML (section, key) -> flat name: no config, redis_url in the cache section, a provider's model also default_model.
 _YAML_NAMES = {place: name for name, place in _LAYOUT.items() if name not in ("config", "redis_url")}
 _YAML_NAMES |= {("cache", "redis_url"): "redis_url", **{(p, "default_model"): f"{p}_model" for p in PROVIDERS}}
