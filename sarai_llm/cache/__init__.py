@@ -1,19 +1,8 @@
 """The response cache (LRU + TTL) over a :class:`DiskStore` (one host), :class:`RedisStore` or :class:`MemoryStore`."""
 
-from ._keys import KeyMaker, request_key
-from ._response import ResponseCache, Store
+from ._response import KeyMaker, MemoryStore, ResponseCache, Store, request_key
 from .disk import DiskStore, default_cache_dir
-from .memory import MemoryStore
 from .redis import RedisStore, store_factory
 
-__all__ = [
-    "DiskStore",
-    "KeyMaker",
-    "MemoryStore",
-    "RedisStore",
-    "ResponseCache",
-    "Store",
-    "default_cache_dir",
-    "request_key",
-    "store_factory",
-]
+__all__ = ["DiskStore", "KeyMaker", "MemoryStore", "RedisStore", "ResponseCache", "Store"]
+__all__ += ["default_cache_dir", "request_key", "store_factory"]

@@ -1,8 +1,11 @@
-"""The response cache, LRU + TTL in two tiers, and the :class:`Store` protocol of its shared tier."""
+"""The response cache (LRU + TTL in two tiers), the :class:`Store` protocol of its shared tier, and its keys
+and invalidation tags: BLAKE2b digests of canonical JSON, stable across processes."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import heapq
 import os
 import time
 from collections import OrderedDict
@@ -13,22 +16,54 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from .._log import log
-from ._keys import entry_tag
 from .disk import DiskStore
 
 _T = TypeVar("_T")
+_KEY_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _DISABLED = "sarai_llm response cache disabled (%s %s: %s: %s); answering uncached"
 
 
-class Store(Protocol):
-    """The entries a :class:`ResponseCache` shares, in one namespace: string keys, opaque bytes.
+def request_key(payload: object, namespace: str = "") -> str | None:
+    """The key of ``payload`` (32 hex digits after ``"<namespace>:"``, if any), or ``None`` if not JSON-like."""
+    try:
+        digest = hashlib.blake2b(orjson.dumps(payload, option=_KEY_OPTIONS), digest_size=16).hexdigest()
+    except TypeError:
+        return None
+    return f"{namespace}:{digest}" if namespace else digest
 
-    ``describe()`` names the store without credentials; ``put``'s ``ttl`` (seconds) is a hint for
-    reclaiming space; ``touch`` records the last use of existing keys (seconds on the cache's clock);
-    ``least_recent(n)`` lists keys oldest first; ``drop_tag`` deletes the entries tagged ``tag``
-    (``prefix``: whose tag starts with it) and returns how many; ``epoch()`` changes whenever any
-    process calls ``bump_epoch()``. Any method may raise: the cache then warns once and misses.
-    """
+
+class KeyMaker:
+    """The keys of requests on one ``route`` (in ``namespace``, default ``""``), the route hashed once."""
+
+    __slots__ = ("_hasher", "_prefix")
+
+    def __init__(self, route: object, namespace: str = ""):
+        self._hasher = hashlib.blake2b(orjson.dumps(route, option=_KEY_OPTIONS), digest_size=16)
+        self._prefix = f"{namespace}:" if namespace else ""
+
+    def key(self, request: object) -> str | None:
+        """The key of ``request`` on this route, or ``None`` if it is not JSON-like."""
+        try:
+            data = orjson.dumps(request, option=_KEY_OPTIONS)
+        except TypeError:
+            return None
+        hasher = self._hasher.copy()
+        hasher.update(data)
+        return self._prefix + hasher.hexdigest()
+
+
+def entry_tag(messages: object, model: str | None) -> str:
+    """The invalidation tag ``"<digest of messages>:<model>"``; without a model, a prefix of every model's tag."""
+    data = orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)
+    return f"{hashlib.blake2b(data, digest_size=16).hexdigest()}:{model if model is not None else ''}"
+
+
+class Store(Protocol):
+    """The entries a :class:`ResponseCache` shares, in one namespace: string keys, opaque bytes. ``describe()``
+    names the store without credentials; ``put``'s ``ttl`` (seconds) only hints when to reclaim space; ``touch`` sets
+    the last use of existing keys (on the cache's clock); ``least_recent(n)`` is oldest first; ``drop_tag`` deletes
+    and counts the entries tagged ``tag`` (``prefix``: whose tag starts with it); ``epoch()`` changes whenever any
+    process calls ``bump_epoch()``. Any method may raise: the cache then warns once and misses."""
 
     def describe(self) -> str: ...
     def get(self, key: str) -> bytes | None: ...
@@ -44,6 +79,56 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class MemoryStore:
+    """A :class:`Store` in this process's memory: ``ResponseCache(store=MemoryStore)`` gives a cache one of its own,
+    ``store=lambda: shared`` lets caches share one (:meth:`close` keeps the entries). The ``ttl`` hint is unused."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[bytes, str]] = {}  # key -> (data, tag)
+        self._used: dict[str, float] = {}  # key -> last use; ties go to the older entry
+        self._epoch = 0
+
+    def describe(self) -> str:
+        return "memory"
+
+    def get(self, key: str) -> bytes | None:
+        return self._entries[key][0] if key in self._entries else None
+
+    def put(self, key: str, data: bytes, *, tag: str, ttl: float) -> None:
+        self._entries[key] = (data, tag)
+        self._used[key] = time.time()
+
+    def delete(self, key: str) -> bool:
+        self._used.pop(key, None)
+        return self._entries.pop(key, None) is not None
+
+    def touch(self, times: dict[str, float]) -> None:
+        self._used.update((key, t) for key, t in times.items() if key in self._used)
+
+    def count(self) -> int:
+        return len(self._entries)
+
+    def least_recent(self, n: int) -> list[str]:
+        return heapq.nsmallest(n, self._used, key=self._used.__getitem__)
+
+    def drop_tag(self, tag: str, *, prefix: bool = False) -> int:
+        keys = [k for k, (_, t) in self._entries.items() if t == tag or (prefix and t.startswith(tag))]
+        return sum(self.delete(key) for key in keys)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._used.clear()
+
+    def epoch(self) -> object:
+        return self._epoch
+
+    def bump_epoch(self) -> None:
+        self._epoch += 1
+
+    def close(self) -> None:
+        """Nothing to release: the entries stay for the next cache that opens this store."""
+
+
 class _Entry:
     __slots__ = ("expires_at", "tag", "value")
 
@@ -52,22 +137,15 @@ class _Entry:
 
 
 class ResponseCache:
-    """LRU + TTL cache of complete answers, shared by every process that uses the same store.
+    """LRU + TTL cache of complete answers (JSON, never pickles), shared by every process using the same store.
 
-    A front in this process serves a hit in about a microsecond and only notes the key and time;
-    the next write (a miss, slow anyway) sends the times to the :class:`Store`, the truth for
-    size, LRU order and eviction. Values are JSON, never pickles.
-
-    :param directory: where the default :class:`~sarai_llm.cache.DiskStore` lives (created if missing).
-    :param ttl: seconds an entry lives after it was written (default 3600).
-    :param max_size: entries held before the least recently used is evicted (a count; default 1000).
-    :param namespace: prefix of every key: users of one store never see each other's entries (default ``""``).
-    :param clock: the current time in seconds (default ``time.time``; tests inject another).
-    :param sync_interval: seconds between checks of the store's epoch, which clear and invalidate
-        change so that every process drops its front (default 1).
-    :param store: opens the shared store, again after a failure (default: a ``DiskStore`` in ``directory``).
-    :param retry_interval: seconds before a failed store is opened again (default 30); meanwhile the
-        cache misses. Each failure counts in ``stats()["errors"]``; the first one logs a warning.
+    A front in this process serves a hit in about a microsecond and only notes the key and time; the next write
+    (a miss, slow anyway) sends the times to the :class:`Store`, the truth for size, LRU order and eviction.
+    ``ttl``, ``sync_interval`` (between checks of the store's epoch, which clear and invalidate change) and
+    ``retry_interval`` (before a failed store is opened again; meanwhile the cache misses) are in seconds;
+    ``max_size`` counts entries; ``namespace`` prefixes every key; ``clock`` gives the time in seconds;
+    ``store`` opens the shared store (default: a :class:`DiskStore` in ``directory``, created if missing).
+    Each store failure counts in ``stats()["errors"]``; the first one logs a warning.
     """
 
     def __init__(
@@ -102,8 +180,7 @@ class ResponseCache:
 
     def _try(self, what: str, op: Callable[[Store], _T], default: _T, *, bump: bool = False) -> _T:
         """``op(store)`` (then, with ``bump``, a new epoch); ``default`` when there is no store or it fails."""
-        store = self._store
-        if store is None:
+        if (store := self._store) is None:
             return default
         try:
             result = op(store)
@@ -123,15 +200,7 @@ class ResponseCache:
         self._front.clear()
         self._touched.clear()
         self._retry_at = time.monotonic() + self.retry_interval
-        self._release()
-
-    def _release(self) -> None:
-        store, self._store = self._store, None
-        if store is not None:
-            try:
-                store.close()
-            except Exception:  # broken already, or nothing left to write: nothing to lose
-                log.debug("closing the cache store failed", exc_info=True)
+        self.close()  # nothing left to write: only releases the store
 
     @property
     def available(self) -> bool:
@@ -156,10 +225,8 @@ class ResponseCache:
                 self._fail("cannot open", exc)
 
     def get(self, key: str, *, count_miss: bool = True) -> dict[str, Any] | None:
-        """The value for ``key`` (the cache's own object: copy it before handing it out), or ``None``.
-
-        Counts a hit or, unless ``count_miss=False`` (the caller calls :meth:`count_miss` later), a miss.
-        """
+        """The value for ``key`` (the cache's own: copy it before handing it out), or ``None``; counts a hit
+        or, unless ``count_miss=False`` (then the caller calls :meth:`count_miss`), a miss."""
         if time.monotonic() >= self._next_sync:
             self._sync()
         entry = self._front.get(key)
@@ -171,13 +238,10 @@ class ResponseCache:
                 self.hits += 1
                 return entry.value
             self._drop(key)
-        elif self._store is not None:
-            entry = self._load(key, now)
-            if entry is not None:
-                self._remember(key, entry)
-                self._touched[key] = now
-                self.hits += 1
-                return entry.value
+        elif self._store is not None and (entry := self._load(key, now)) is not None:
+            self._touched[key] = now
+            self.hits += 1
+            return entry.value
         if count_miss:
             self.misses += 1
         return None
@@ -193,13 +257,14 @@ class ResponseCache:
             self.misses -= 1
 
     def _load(self, key: str, now: float) -> _Entry | None:
-        raw = self._try("cannot read", lambda s: s.get(key), None)
-        if raw is None:
+        """The store's live entry for ``key``, now in the front; an expired or unreadable one is dropped."""
+        if (raw := self._try("cannot read", lambda s: s.get(key), None)) is None:
             return None
         try:
             record = orjson.loads(raw)
             entry = _Entry(record["v"], float(record["e"]), str(record["t"]))
             if entry.expires_at > now:
+                self._remember(key, entry)
                 return entry
         except (KeyError, TypeError, ValueError):  # an entry we cannot read is one we do not have
             pass
@@ -232,8 +297,7 @@ class ResponseCache:
     def _write(self, store: Store, key: str, data: bytes, entry: _Entry, now: float) -> None:
         store.put(key, data, tag=entry.tag, ttl=self.ttl)
         self._remember(key, entry)
-        # A miss is slow anyway (an upstream call): send the hits since the last one
-        # with it, so that LRU order in the store is current for every process.
+        # A miss is slow anyway: send the hits since the last one with it, for every process's LRU order.
         self._touched[key] = now
         touched, self._touched = self._touched, {}
         store.touch(touched)
@@ -263,24 +327,22 @@ class ResponseCache:
     def stats(self) -> dict[str, Any]:
         """Counters for ``get_stats()["cache"]`` (hits and misses of this process)."""
         lookups = self.hits + self.misses
-        return {
-            "size": len(self),
-            "max_size": self.max_size,
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_rate": self.hits / lookups if lookups else 0.0,
-            "evictions": self.evictions,
-            "ttl": int(self.ttl) if float(self.ttl).is_integer() else self.ttl,
-            "errors": self.errors,
-            "store": self._where,
-        }
+        figures: dict[str, Any] = {"size": len(self), "max_size": self.max_size, "hits": self.hits}
+        figures |= {"misses": self.misses, "hit_rate": self.hits / lookups if lookups else 0.0}
+        ttl = int(self.ttl) if float(self.ttl).is_integer() else self.ttl
+        return figures | {"evictions": self.evictions, "ttl": ttl, "errors": self.errors, "store": self._where}
 
     def close(self) -> None:
         """Write pending LRU times and close the shared store."""
         if self._touched:
             touched, self._touched = self._touched, {}
             self._try("cannot close", lambda s: s.touch(touched), None)
-        self._release()
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # broken already, or nothing left to write: nothing to lose
+                log.debug("closing the cache store failed", exc_info=True)
 
     def __repr__(self) -> str:
         return f"ResponseCache(store={self._where!r}, ttl={self.ttl}, max_size={self.max_size})"

@@ -1,19 +1,15 @@
-"""The default store: diskcache in one directory, shared by the processes of one host.
-
-diskcache's LRU policy turns every read into a write (80-90 us, ms at p99): the store keeps
-LRU order itself in the ``access_time`` column, with SQL that diskcache has no API for.
-"""
+"""The default store: diskcache in one directory, shared by the processes of one host. diskcache's LRU policy
+turns every read into a write (80-90 us, ms at p99): the store keeps LRU order in ``access_time`` itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
 from pathlib import Path
 
-RECLAIM_MARGIN = 60.0
-"""Seconds an entry outlives its ttl in diskcache or Redis, whose expiry only reclaims space
-(what has expired is decided by the cache's clock, from the deadline stored in the entry)."""
+RECLAIM_MARGIN = 60.0  # seconds an entry outlives its ttl in diskcache or Redis: their expiry only reclaims space
 
 
 def default_cache_dir() -> Path:
@@ -23,11 +19,9 @@ def default_cache_dir() -> Path:
 
 
 class DiskStore:
-    """A :class:`~sarai_llm.cache.Store` over a diskcache directory.
+    """A :class:`~sarai_llm.cache.Store` over a diskcache database in ``directory/responses`` (created if missing),
+    counting, evicting and clearing only the keys of ``namespace`` (``""``: every key of the directory).
 
-    :param directory: created if missing; the database lives in ``responses/``.
-    :param namespace: the store counts, evicts and clears only the keys starting with
-        ``"<namespace>:"``; ``""`` (the default) means every key of the directory.
     :raises sqlite3.DatabaseError: the database is corrupt.
     """
 
@@ -91,11 +85,10 @@ class DiskStore:
             self._cache.delete(key)
 
     def epoch(self) -> object:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             st = os.stat(self._epoch_path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
+            return (st.st_ino, st.st_mtime_ns)
+        return None
 
     def bump_epoch(self) -> None:
         tmp = self._epoch_path.with_name(f"epoch.{os.getpid()}.tmp")

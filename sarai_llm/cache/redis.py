@@ -38,13 +38,11 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\^"})
 
 # Atomic. KEYS: lru, exp; ARGV: now (wall clock), entry key prefix, batch size.
 _PRUNE = """
-local gone = 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))) do
   if redis.call('EXISTS', ARGV[2] .. m) == 0 then
-    redis.call('ZREM', KEYS[1], m); redis.call('ZREM', KEYS[2], m); gone = gone + 1
+    redis.call('ZREM', KEYS[1], m); redis.call('ZREM', KEYS[2], m)
   end
 end
-return gone
 """
 # Delete the entries of a tag set, then the set; how many existed. KEYS: tag set, lru, exp; ARGV: entry prefix.
 _DROP_TAG = """
@@ -64,12 +62,9 @@ def key_prefix(namespace: str) -> str:
 
 
 class RedisStore:
-    """A :class:`~sarai_llm.cache.Store` in Redis, under :func:`key_prefix` of ``namespace`` (default ``""``).
-
-    :param client: a synchronous ``redis.Redis`` returning bytes; :meth:`from_url` makes the gateway's.
-    :param where: how :meth:`describe` names the server, without credentials (default ``"redis"``).
-    :raises redis.RedisError: the server does not answer a ``PING``.
-    """
+    """A :class:`~sarai_llm.cache.Store` under :func:`key_prefix` of ``namespace`` in ``client``, a synchronous
+    ``redis.Redis`` returning bytes (:meth:`from_url` makes one); ``where`` names the server, without credentials.
+    Raises ``redis.RedisError`` if the server does not answer a ``PING``."""
 
     def __init__(self, client: Any, namespace: str = "", *, where: str = "redis"):
         self._r: Any = client  # Any: redis-py annotates its methods as sync-or-async unions
@@ -82,31 +77,26 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "") -> RedisStore:
-        """Connect to ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts and one retry.
-
-        :raises CacheError: the server cannot be reached or refuses us (names it, without credentials).
-        """
+        """Connect to ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts and one retry. Raises
+        :class:`CacheError` naming the server, without credentials, if it cannot be reached or refuses us."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         parts = urlsplit(url)
         where = f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2]}{parts.path}"  # no credentials
-        try:
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT, client_name="sarai_llm",
-                retry=Retry(NoBackoff(), 1),  # one immediate retry: a connection a NAT or Redis dropped
-            )  # fmt: skip
+        timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}
+        try:  # one immediate retry: a connection a NAT or Redis dropped
+            client = redis.Redis.from_url(url, client_name="sarai_llm", retry=Retry(NoBackoff(), 1), **timeouts)
         except ValueError as exc:  # a malformed URL; its text may quote the URL
             raise CacheError(f"Redis at {where}: invalid URL ({type(exc).__name__})") from None
         try:
             return cls(client, namespace, where=f"{where} (keys {key_prefix(namespace)}*)")
         except BaseException as exc:
             client.close()
-            if not isinstance(exc, redis.RedisError):
-                raise
-            # The cache's warning names this exception only: say which server failed.
-            raise CacheError(f"Redis at {where}: {type(exc).__name__}: {redact(str(exc))}") from exc
+            if isinstance(exc, redis.RedisError):  # the cache's warning names this error only: name the server
+                raise CacheError(f"Redis at {where}: {type(exc).__name__}: {redact(str(exc))}") from exc
+            raise
 
     def describe(self) -> str:
         return self._where
@@ -162,21 +152,15 @@ class RedisStore:
 
 
 def store_factory(config: GatewayConfig) -> Callable[[], Store] | None:
-    """The ``store=`` argument of :class:`~sarai_llm.cache.ResponseCache` for ``config.cache_settings``.
-
-    ``None`` for the disk backend (the cache's default); for ``backend="redis"``, a factory that
-    connects a :class:`RedisStore` to ``redis_url`` under the cache's namespace when the cache calls it.
-
-    :raises ConfigError: the redis backend without a URL, or without the ``redis`` package.
-    """
+    """The ``store=`` of a :class:`~sarai_llm.cache.ResponseCache` for ``config.cache_settings``: ``None`` (the
+    disk default) or, for ``backend="redis"``, :meth:`RedisStore.from_url` of ``redis_url`` and the namespace.
+    Raises :class:`ConfigError` for the redis backend without a URL or without the ``redis`` package."""
     settings = config.cache_settings
     if settings.backend != "redis":
         return None
     if settings.redis_url is None:
         raise ConfigError("Invalid configuration: the redis cache backend needs LLM_GATEWAY_REDIS_URL")
     if importlib.util.find_spec("redis") is None:
-        raise ConfigError(
-            "Invalid configuration: LLM_GATEWAY_CACHE_BACKEND=redis needs the redis package: "
-            "pip install 'sarai_llm[redis]'"
-        )
+        package = "the redis package: pip install 'sarai_llm[redis]'"
+        raise ConfigError(f"Invalid configuration: LLM_GATEWAY_CACHE_BACKEND=redis needs {package}")
     return functools.partial(RedisStore.from_url, settings.redis_url.get_secret_value(), settings.namespace)

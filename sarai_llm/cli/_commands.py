@@ -1,4 +1,4 @@
-"""The command handlers: each returns whether its check passed (else exit code 1); its docstring is the
+"""The command handlers: each returns ``False`` when its check failed (exit code 1); its docstring is the
 command's description. Heavy modules are imported by the handler that needs them: ``--help`` stays cheap."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from .._global import current, get_gateway
@@ -57,7 +58,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def chat(args: argparse.Namespace) -> bool:
+def chat(args: argparse.Namespace) -> None:
     """Send one prompt and print the answer.
 
     The prompt is PROMPT, or standard input when PROMPT is missing or "-"
@@ -73,7 +74,7 @@ def chat(args: argparse.Namespace) -> bool:
     if not args.stream:
         result = _run(get_gateway().chat(messages, **options))
         _print(args.json, result, lambda: str(result["content"]))
-        return True
+        return
 
     async def stream() -> None:
         async for piece in get_gateway().stream_chat(messages, **options):
@@ -82,10 +83,9 @@ def chat(args: argparse.Namespace) -> bool:
 
     _run(stream())
     sys.stdout.write("\n")
-    return True
 
 
-def embed(args: argparse.Namespace) -> bool:
+def embed(args: argparse.Namespace) -> None:
     """Embed one text and print its vector as a JSON list.
 
     The text is TEXT, or standard input when TEXT is missing or "-". With --json
@@ -95,7 +95,6 @@ def embed(args: argparse.Namespace) -> bool:
     text = _read_input(args.text, "text")
     vector = _run(get_gateway().embed(text, model=args.model, provider=args.provider, use_cache=not args.no_cache))
     _print(args.json, {"text": text, "dimensions": len(vector), "embedding": vector}, lambda: json.dumps(vector))
-    return True
 
 
 def health(args: argparse.Namespace) -> bool:
@@ -116,7 +115,7 @@ def health(args: argparse.Namespace) -> bool:
     return all(r["ok"] for r in results.values())
 
 
-def stats(args: argparse.Namespace) -> bool:
+def stats(args: argparse.Namespace) -> None:
     """Print the gateway's statistics as JSON (the shape of sarai_llm.get_stats()).
 
     Counters live in the process that made the calls: in a fresh `sarai-llm`
@@ -124,7 +123,6 @@ def stats(args: argparse.Namespace) -> bool:
     shows the shared on-disk cache's current size.
     """
     _print(True, get_gateway().get_stats(), str)
-    return True
 
 
 def _show(value: Any) -> str:
@@ -135,7 +133,7 @@ def _show(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value) or '""'
 
 
-def config(args: argparse.Namespace) -> bool:
+def config(args: argparse.Namespace) -> None:
     """Print the effective settings, after merging the environment, .env,
     config.yaml and the defaults. API keys are shown as *** (set) or (unset),
     never in clear.
@@ -159,37 +157,34 @@ def config(args: argparse.Namespace) -> bool:
 
     explained = {name: {"value": value, "source": sources[name]} for name, value in settings.items()}
     _print(args.json, explained if args.explain else settings, text)
-    return True
 
 
-def cache_info(args: argparse.Namespace) -> bool:
+def cache_info(args: argparse.Namespace) -> None:
     """Print where the cache is shared (its directory or server), its number of entries, max_size and ttl."""
     cache = get_gateway().cache
     if cache is None:
         _print(args.json, {"enabled": False}, lambda: "cache: disabled (LLM_GATEWAY_CACHE_ENABLED=false)")
-        return True
+        return
     figures = cache.stats()
     info: dict[str, Any] = {"enabled": True, "store": redact(str(figures["store"])), "namespace": cache.namespace}
     info |= {name: figures[name] for name in ("size", "max_size", "ttl", "errors")}
     rows = [("store", info["store"]), ("entries", f"{info['size']} of {info['max_size']}")]
     rows += [("ttl", f"{info['ttl']} s"), ("namespace", info["namespace"] or "(none)")]
     _print(args.json, info, lambda: _table(rows))
-    return True
 
 
-def cache_clear(args: argparse.Namespace) -> bool:
+def cache_clear(args: argparse.Namespace) -> None:
     """Drop every cached answer, for every process sharing the cache."""
     cache = get_gateway().cache
     if cache is None:
         print("cache: disabled (LLM_GATEWAY_CACHE_ENABLED=false); nothing to clear")
-        return True
+        return
     before = len(cache)
     cache.clear()
     print(f"cleared {before} entr{'y' if before == 1 else 'ies'} from {redact(str(cache.stats()['store']))}")
-    return True
 
 
-def export_litellm_proxy(args: argparse.Namespace) -> bool:
+def export_litellm_proxy(args: argparse.Namespace) -> None:
     """Write a LiteLLM Proxy config.yaml (litellm --config FILE) equivalent to the effective settings."""
     from ..config import GatewayConfig
     from .export import render_litellm_proxy_yaml
@@ -197,11 +192,9 @@ def export_litellm_proxy(args: argparse.Namespace) -> bool:
     text = render_litellm_proxy_yaml(GatewayConfig.load())
     if args.output is None:
         sys.stdout.write(text)
-        return True
+        return
     try:
-        with open(args.output, "w", encoding="utf-8") as file:
-            file.write(text)
+        Path(args.output).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     print(f"wrote {args.output}", file=sys.stderr)
-    return True

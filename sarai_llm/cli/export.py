@@ -14,13 +14,8 @@ from .._providers import PROVIDERS, SPECS, api_key_env, group_name, litellm_para
 from ..config import GatewayConfig, ProviderConfig
 from ..errors import ConfigError, NoProvidersError
 
-__all__ = [
-    "MASTER_KEY_ENV",
-    "PROXY_CACHE_NAMESPACE",
-    "export_litellm_proxy",
-    "proxy_environment",
-    "render_litellm_proxy_yaml",
-]
+__all__ = ["MASTER_KEY_ENV", "PROXY_CACHE_NAMESPACE"]
+__all__ += ["export_litellm_proxy", "proxy_environment", "render_litellm_proxy_yaml"]
 
 PROXY_CACHE_NAMESPACE = "sarai_llm_proxy"
 """Key namespace of the proxy's own Redis cache (LiteLLM's keys differ from the gateways')."""
@@ -57,13 +52,10 @@ def _cache_settings(config: GatewayConfig) -> dict[str, Any]:
     if config.cache_backend == "redis":
         parts, env = _redis(config)
         if parts.scheme.lower() not in ("redis", "rediss"):
-            raise ConfigError(
-                "Invalid configuration: LLM_GATEWAY_REDIS_URL: the LiteLLM Proxy export needs a redis:// or "
-                "rediss:// URL (a host and port), not a unix socket"
-            )
+            needs = "needs a redis:// or rediss:// URL (a host and port), not a unix socket"
+            raise ConfigError(f"Invalid configuration: LLM_GATEWAY_REDIS_URL: the LiteLLM Proxy export {needs}")
         params = {"type": "redis", **{name.removeprefix("REDIS_").lower(): f"os.environ/{name}" for name in env}}
-        db = parts.path.strip("/")
-        params |= {"db": int(db)} if db and db != "0" else {}
+        params |= {"db": int(db)} if (db := parts.path.strip("/")) and db != "0" else {}
         params |= {"ssl": True} if parts.scheme.lower() == "rediss" else {}
         params["namespace"] = ":".join(filter(None, (PROXY_CACHE_NAMESPACE, config.cache_namespace)))
     return {"cache": True, "cache_params": {**params, "ttl": config.cache_ttl}}
