@@ -236,6 +236,7 @@ async def own_time(rounds: int, calls: int) -> tuple[float, float]:
     import litellm
 
     import sarai_llm
+    from sarai_llm._adapter import Attempt
 
     gateway = sarai_llm.get_gateway()
     adapter, provider = gateway._adapter_for_miss(), gateway.chain()[0]  # noqa: SLF001
@@ -251,7 +252,7 @@ async def own_time(rounds: int, calls: int) -> tuple[float, float]:
         await sarai_llm.chat(MESSAGES, use_cache=False)
 
     async def adapter_only() -> None:
-        await adapter.complete(provider, "stub", MESSAGES, {"temperature": TEMPERATURE})
+        await adapter.complete(Attempt(provider, "stub", {"temperature": TEMPERATURE}, MESSAGES))
 
     litellm.acompletion = made_earlier
     try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 if TYPE_CHECKING:
     from .config import ProviderConfig
 
-__all__ = ["Adapter", "ChatResult", "Completion", "Embeddings", "StreamState", "Usage", "answer_entry", "no_usage"]
+__all__ = ["Adapter", "Attempt", "ChatResult", "Completion", "Embeddings", "StreamState", "Usage", "no_usage"]
 
 
 class Usage(TypedDict):
@@ -45,20 +45,6 @@ def no_usage() -> dict[str, int]:
     return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
-def answer_entry(
-    provider: str, content: str, model: str, usage: dict[str, int], finish_reason: str | None, cost_usd: float
-) -> dict[str, Any]:
-    """An answer as the cache keeps it: what a hit replays (its cost too: a hit knows what it saved)."""
-    return {
-        "content": content,
-        "model": model,
-        "provider": provider,
-        "usage": usage,
-        "finish_reason": finish_reason,
-        "cost_usd": cost_usd,
-    }
-
-
 @dataclass(slots=True)
 class Completion:
     """A complete chat answer."""
@@ -68,6 +54,17 @@ class Completion:
     usage: dict[str, int]
     finish_reason: str | None
     cost_usd: float = 0.0
+
+    def entry(self, provider: str) -> dict[str, Any]:
+        """The answer as the cache keeps it: what a hit replays (its cost too: a hit knows what it saved)."""
+        return {
+            "content": self.content,
+            "model": self.model,
+            "provider": provider,
+            "usage": self.usage,
+            "finish_reason": self.finish_reason,
+            "cost_usd": self.cost_usd,
+        }
 
 
 @dataclass(slots=True)
@@ -89,23 +86,28 @@ class StreamState:
     cost_usd: float = 0.0
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One request to one provider: what an adapter sends."""
+
+    provider: ProviderConfig
+    model: str
+    params: Mapping[str, Any]
+    """Provider keyword arguments untouched, plus ``temperature`` and ``max_tokens`` for a chat."""
+    messages: Sequence[Mapping[str, Any]] = ()
+    """A chat's messages."""
+    texts: list[str] = field(default_factory=list)
+    """An embedding's texts."""
+
+
 class Adapter(Protocol):
     """One attempt on one provider; every failure is raised as a :class:`~sarai_llm.ProviderError`."""
 
-    async def complete(
-        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
-    ) -> Completion:
+    async def complete(self, attempt: Attempt) -> Completion:
         """One chat request."""
         ...
 
-    def stream(
-        self,
-        provider: ProviderConfig,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        params: dict[str, Any],
-        state: StreamState,
-    ) -> AsyncGenerator[str, None]:
+    def stream(self, attempt: Attempt, state: StreamState) -> AsyncGenerator[str, None]:
         """The text pieces of one streamed chat, opened on the first iteration and closed by ``aclose()``.
 
         A stream that ends with neither text nor a finish reason raises
@@ -113,10 +115,8 @@ class Adapter(Protocol):
         """
         ...
 
-    async def embed(
-        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
-    ) -> Embeddings:
-        """Embed ``texts`` in one request."""
+    async def embed(self, attempt: Attempt) -> Embeddings:
+        """Embed ``attempt.texts`` in one request."""
         ...
 
     async def close_connections(self) -> None:

@@ -1,20 +1,14 @@
 """Coalescing: identical requests in flight at once make one upstream request.
 
-The first caller of a key leads a :class:`Flight`; callers of the same key
-that arrive while it is in flight follow it instead of asking upstream:
-
-* a follower of a chat gets the leader's answer (``cached`` and ``coalesced``);
-* a follower of a stream gets the same pieces: every piece the leader has
-  received so far at once, then each new one as it arrives, so a late joiner
-  misses nothing; a chat follower of a stream gets the joined answer;
-* a follower of an embedding gets the leader's vector for that text;
-* when the leader fails, its followers raise the same error; when it is
-  cancelled (or a stream's consumer stops early), a follower that has
-  received nothing yet asks upstream itself, and a stream follower that has
-  received pieces raises :class:`~sarai_llm.StreamInterruptedError`.
-
-Flights are bound to their event loop: a call on another loop (the sync API's
-background loop) never waits for one.
+The first caller of a key leads a :class:`Flight`; later callers of that key
+follow it: a chat follower gets the leader's answer, a stream follower every
+piece received so far at once and then each new one (a late joiner misses
+nothing), an embedding follower the leader's vector for that text. When the
+leader fails its followers raise the same error; when it gives up (cancelled,
+or a stream's consumer stopped), a follower with nothing received yet asks
+upstream itself, and a stream follower with pieces raises
+:class:`~sarai_llm.StreamInterruptedError`. Flights are bound to their event
+loop: a call on another loop (the sync API's) never waits for one.
 """
 
 from __future__ import annotations

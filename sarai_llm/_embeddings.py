@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._adapter import Attempt
 from ._chain import Route
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ async def _upstream(
 
     async def attempt(provider: ProviderConfig, chosen: str) -> Any:
         started = _perf()
-        result = await adapter.embed(provider, chosen, todo, kwargs)
+        result = await adapter.embed(Attempt(provider, chosen, kwargs, texts=todo))
         events.success(provider.name, chosen, (_perf() - started) * 1000.0, result.usage, operation="embeddings")
         return result
 

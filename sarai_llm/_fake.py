@@ -11,12 +11,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, M
 from contextvars import ContextVar
 from typing import Any
 
-from ._adapter import ChatResult, Completion, Embeddings, StreamState
+from ._adapter import Attempt, ChatResult, Completion, Embeddings, StreamState
 from ._gateway import Gateway
 from ._script import FakeCall, Reply, all_providers_failed
 from ._validate import check_call, check_messages, check_shared, check_texts
+from .cache import MemoryStore
 from .config import GatewayConfig, ProviderConfig
-from .errors import AllProvidersFailedError, InvalidRequestError, ProviderConnectionError, ProviderError
+from .errors import AllProvidersFailedError, InvalidRequestError, ProviderError, StreamInterruptedError
 
 __all__ = ["FakeGateway"]
 
@@ -24,27 +25,22 @@ __all__ = ["FakeGateway"]
 _CALL: ContextVar[FakeCall | None] = ContextVar("sarai_llm_fake_call", default=None)
 _REPLY_KEYS = frozenset({"content", "model", "usage", "finish_reason", "cost_usd", "chunks", "error"})
 _SIGNATURES = {name: inspect.signature(getattr(Gateway, name)) for name in ("chat", "stream_chat", "embed")}
+_Messages = Sequence[Mapping[str, Any]]
+_UNRECORDED, _OPTIONS = ("self", "provider_kwargs"), ("caller", "deadline")  # options recorded when given
 
 
 class FakeGateway(Gateway):
     """A real :class:`~sarai_llm.Gateway` whose one provider answers what the test scripted; records every call.
 
-    :param replies: chat answers given in order (see :data:`~sarai_llm.testing.Reply`),
-        or one function of the :class:`~sarai_llm.testing.FakeCall` called for
-        every chat. When the queue is empty, ``default`` answers.
-    :param default: the answer when no scripted reply is left (default
-        ``"fake response"``); ``None`` makes an unscripted call fail with
-        ``AssertionError``, for tests that want every call scripted.
-    :param embedding: ``text -> vector`` for :meth:`embed`, or an exception
-        every ``embed`` attempt raises (default: a deterministic unit vector
-        of ``dimensions`` floats per text).
-    :param dimensions: length of the default vectors (default 8).
+    :param replies: chat answers given in order (see :data:`~sarai_llm.testing.Reply`), or one function
+        of the :class:`~sarai_llm.testing.FakeCall` answering every chat.
+    :param default: the answer once the queue is empty (default ``"fake response"``); ``None``: ``AssertionError``.
+    :param embedding: ``text -> vector``, or an exception every ``embed`` attempt raises (default: a
+        deterministic unit vector of ``dimensions`` floats, default 8).
     :param health: what :meth:`health_check` reports (default ``{"fake": True}``).
-    :param provider: the provider's name (default ``"fake"``); a call's
-        ``provider=`` names it for that call.
+    :param provider: the provider's name (default ``"fake"``), unless a call names one with ``provider=``.
     :param model: the model of answers when the call names none (default ``"fake-model"``).
-    :param cache: put the real response cache in front, in memory (default
-        ``False``: every call reaches the scripted provider).
+    :param cache: put the real response cache in front, in memory (default ``False``).
     """
 
     def __init__(
@@ -59,25 +55,18 @@ class FakeGateway(Gateway):
         model: str = "fake-model",
         cache: bool = False,
     ) -> None:
-        from .cache import MemoryStore
-
         config = GatewayConfig.defaults(cache_enabled=cache, primary_provider="local")
         super().__init__(config, adapter=_ScriptedProvider(self), store=MemoryStore if cache else None)
         self._responder: Callable[[FakeCall], Any] | None = replies if callable(replies) else None
         self._queue: deque[Reply] = deque(() if replies is None or callable(replies) else replies)
-        self.default = default
-        self.embedding = embedding
-        self.dimensions = dimensions
+        self.default, self.embedding, self.dimensions = default, embedding, dimensions
         self.health = dict(health) if health is not None else {"fake": True}
-        self.provider = provider
-        self.model = model
+        self.provider, self.model = provider, model
         self.calls: list[FakeCall] = []
         self.closed = False
 
     def __repr__(self) -> str:
         return f"FakeGateway(calls={len(self.calls)}, queued={len(self._queue)})"
-
-    # -- scripting and inspection --------------------------------------------------------
 
     def queue(self, *replies: Reply) -> FakeGateway:
         """Append chat answers (or errors) to the queue; returns the fake for chaining."""
@@ -119,8 +108,6 @@ class FakeGateway(Gateway):
         """Forget the recorded calls and the queued replies."""
         self.calls.clear()
         self._queue.clear()
-
-    # -- the gateway's API, recorded ------------------------------------------------------
 
     async def chat(self, *args: Any, **kwargs: Any) -> ChatResult:
         """:meth:`Gateway.chat`, recorded."""
@@ -167,19 +154,14 @@ class FakeGateway(Gateway):
         if provider is not None and (not isinstance(provider, str) or not provider.strip()):
             raise InvalidRequestError(f"provider must be a provider name or None, got {provider!r}")
         name = provider.strip().lower() if provider is not None else self.provider
-        return [ProviderConfig(name=name, base_url=None, api_key=None, model=self.model, embed_model=self.model,
-                               timeout=300.0)]  # fmt: skip
+        return [ProviderConfig(name=name, model=self.model, embed_model=self.model)]
 
     def _record(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FakeCall:
         """The call's arguments by name, checked as the gateway checks them, recorded."""
         bound = _SIGNATURES[method].bind(self, *args, **kwargs)
         bound.apply_defaults()
-        named = dict(bound.arguments)
-        del named["self"]
-        named.update(named.pop("provider_kwargs", {}))
-        for option in ("caller", "deadline"):
-            if named.get(option) is None:
-                named.pop(option, None)
+        named = {**bound.arguments, **bound.arguments.get("provider_kwargs", {})}
+        named = {k: v for k, v in named.items() if k not in _UNRECORDED and (v is not None or k not in _OPTIONS)}
         if method == "embed":
             check_texts(named["text"])
             check_shared(named["model"], named["use_cache"], {})
@@ -193,17 +175,13 @@ class FakeGateway(Gateway):
 
     def _script(self, call: FakeCall | None) -> dict[str, Any]:
         """The next scripted answer for ``call`` as a mapping; raises a scripted error."""
-        if self._queue:
-            reply: Any = self._queue.popleft()
-        elif self._responder is not None:
-            reply = self._responder
-        elif self.default is None:
+        fallback = self._responder if self._responder is not None else self.default
+        if not self._queue and fallback is None:
             raise AssertionError(
                 f"the fake gateway has no scripted reply for call #{len(self.calls)} "
                 f"(prompt {call.prompt if call else None!r}); queue one with fake.queue(...)"
             )
-        else:
-            reply = self.default
+        reply: Any = self._queue.popleft() if self._queue else fallback
         if callable(reply) and not isinstance(reply, type):
             reply = reply(call)
         if isinstance(reply, type) and issubclass(reply, BaseException):
@@ -214,8 +192,7 @@ class FakeGateway(Gateway):
             return {"content": reply}
         if not isinstance(reply, Mapping):
             raise TypeError(f"a scripted reply must be a str, a mapping or an exception, got {type(reply).__name__}")
-        unknown = set(reply) - _REPLY_KEYS
-        if unknown:
+        if unknown := set(reply) - _REPLY_KEYS:
             raise TypeError(
                 f"scripted reply keys {sorted(unknown)} are not what a provider answers; use {sorted(_REPLY_KEYS)} "
                 "(cached and coalesced come from the real cache: FakeGateway(cache=True))"
@@ -229,7 +206,7 @@ class _ScriptedProvider:
     def __init__(self, fake: FakeGateway):
         self.fake = fake
 
-    def _answer(self, model: str, messages: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], Completion]:
+    def _answer(self, model: str, messages: _Messages) -> tuple[dict[str, Any], Completion]:
         reply = self.fake._script(_CALL.get())
         content = str(reply.get("content", "".join(reply.get("chunks") or ())))
         usage = reply.get("usage")
@@ -237,32 +214,20 @@ class _ScriptedProvider:
             prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
             completion = len(content.split())
             usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        completion_ = Completion(
-            content, reply.get("model") or model, dict(usage), reply.get("finish_reason", "stop"),
-            float(reply.get("cost_usd") or 0.0),
-        )  # fmt: skip
-        return reply, completion_
+        model = reply.get("model") or model
+        cost = float(reply.get("cost_usd") or 0.0)
+        return reply, Completion(content, model, dict(usage), reply.get("finish_reason", "stop"), cost)
 
-    async def complete(
-        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
-    ) -> Completion:
-        reply, completion = self._answer(model, messages)
+    async def complete(self, attempt: Attempt) -> Completion:
+        reply, completion = self._answer(attempt.model, attempt.messages)
         if reply.get("error") is not None:
             raise reply["error"]
         return completion
 
-    async def stream(
-        self,
-        provider: ProviderConfig,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        params: dict[str, Any],
-        state: StreamState,
-    ) -> AsyncGenerator[str, None]:
-        reply, completion = self._answer(model, messages)
+    async def stream(self, attempt: Attempt, state: StreamState) -> AsyncGenerator[str, None]:
+        reply, completion = self._answer(attempt.model, attempt.messages)
         chunks = reply.get("chunks")
-        if chunks is None:
-            chunks = re.findall(r"\S+\s*|\s+", completion.content)
+        chunks = re.findall(r"\S+\s*|\s+", completion.content) if chunks is None else chunks
         state.model, state.usage, state.cost_usd = completion.model, completion.usage, completion.cost_usd
         for piece in chunks:
             yield piece
@@ -270,16 +235,13 @@ class _ScriptedProvider:
             raise reply["error"]
         state.finish_reason = completion.finish_reason
 
-    async def embed(
-        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
-    ) -> Embeddings:
-        make = self.fake.embedding
+    async def embed(self, attempt: Attempt) -> Embeddings:
+        texts, make = attempt.texts, self.fake.embedding
         if isinstance(make, BaseException):
             raise make
         vectors = [[float(x) for x in (make(t) if make else _vector(t, self.fake.dimensions))] for t in texts]
-        usage = {"prompt_tokens": sum(len(t.split()) for t in texts), "completion_tokens": 0}
-        usage["total_tokens"] = usage["prompt_tokens"]
-        return Embeddings(vectors, usage)
+        words = sum(len(t.split()) for t in texts)
+        return Embeddings(vectors, {"prompt_tokens": words, "completion_tokens": 0, "total_tokens": words})
 
     async def close_connections(self) -> None:
         """Nothing to close."""
@@ -305,10 +267,8 @@ async def _answering(call: FakeCall, stream: AsyncIterator[str]) -> AsyncGenerat
 
 def _instantiate(error: type[BaseException]) -> BaseException:
     """An instance of a scripted error class, with the arguments its constructor needs."""
-    from .errors import StreamInterruptedError
-
     if issubclass(error, AllProvidersFailedError):
-        return error({"fake": ProviderConnectionError("fake", "scripted error")})
+        return error(all_providers_failed(reason="scripted error").errors)
     if issubclass(error, ProviderError):
         return error("fake", "scripted error")
     if issubclass(error, StreamInterruptedError):

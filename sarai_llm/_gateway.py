@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import answer_entry
+from ._adapter import Attempt
 from ._chain import ProviderChain, Request, Route, resolve
 from ._coalesce import Flights
 from ._embeddings import embed_texts
@@ -36,7 +36,7 @@ from .observe import Events, GatewayMetrics, Observer, observers_for
 from .supply_chain import check_litellm
 
 if TYPE_CHECKING:
-    from ._adapter import Adapter, ChatResult
+    from ._adapter import Adapter, ChatResult, Completion
     from .config import ProviderConfig
 
 __all__ = ["Gateway"]
@@ -96,8 +96,6 @@ class Gateway:
             self._detect_otel = False
         self.events.add(observer)
 
-    # -- routes --------------------------------------------------------------------------
-
     def chain(self, provider: str | None = None) -> list[ProviderConfig]:
         """The providers a chat with ``provider=`` tries, in order (see :func:`sarai_llm._chain.resolve`)."""
         return self._route("chat", provider).chain
@@ -131,8 +129,6 @@ class Gateway:
 
             adapter = self._adapter = LiteLLMAdapter()
         return adapter
-
-    # -- chat and streams ------------------------------------------------------------------
 
     async def chat(
         self,
@@ -237,23 +233,16 @@ class Gateway:
     async def _complete(self, request: Request) -> dict[str, Any]:
         adapter = self._adapter_for_miss()
 
-        async def attempt(provider: ProviderConfig, model: str) -> Any:
+        async def attempt(provider: ProviderConfig, model: str) -> Completion:
             started = _perf()
-            completion = await adapter.complete(provider, model, request.messages, request.params)
+            completion = await adapter.complete(Attempt(provider, model, request.params, request.messages))
             self.events.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
             return completion
 
-        answered_by, _, completion = await self._chain.walk(
+        provider, _, completion = await self._chain.walk(
             request.chain, request.model, attempt, deadline=request.deadline
         )
-        return answer_entry(
-            answered_by.name,
-            completion.content,
-            completion.model,
-            completion.usage,
-            completion.finish_reason,
-            completion.cost_usd,
-        )
+        return completion.entry(provider.name)
 
     async def embed(
         self,
@@ -274,21 +263,15 @@ class Gateway:
         route = self._route("embed", provider)
         self.events.request()
         try:
-            vectors, answered_by, spent, saved = await embed_texts(
+            vectors, by, spent, saved = await embed_texts(
                 self, texts, route, model, use_cache, deadline, provider_kwargs
             )
         except BaseException:
             self.events.call_failed(caller)
             raise
-        chosen = model or route.chain[0].embed_model or ""
+        model, ms = model or route.chain[0].embed_model or "", (_perf() - started) * 1000.0
         self.events.answered(
-            answered_by,
-            chosen,
-            cached=answered_by == "cache",
-            latency_ms=(_perf() - started) * 1000.0,
-            caller=caller,
-            cost_usd=spent,
-            saved_usd=saved,
+            by, model, cached=by == "cache", latency_ms=ms, caller=caller, cost_usd=spent, saved_usd=saved
         )
         return vectors[0] if single else vectors
 
@@ -330,8 +313,6 @@ class Gateway:
             provider, model, cached=cached, latency_ms=latency_ms, caller=caller, cost_usd=spent, saved_usd=saved
         )
         return result
-
-    # -- health, stats, cache, shutdown ----------------------------------------------------
 
     async def health_check(self, provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
         """Check providers concurrently with their cheapest request (a model listing).

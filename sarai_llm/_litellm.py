@@ -19,11 +19,11 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._adapter import Completion, Embeddings, StreamState, no_usage
+from ._adapter import Attempt, Completion, Embeddings, StreamState, no_usage
 from ._log import log
 from ._providers import api_base, litellm_params, model_string
 from .errors import (
@@ -265,13 +265,12 @@ class LiteLLMAdapter:
             self._targets[key] = target
         return target
 
-    async def complete(
-        self, provider: ProviderConfig, model: str, messages: Sequence[Mapping[str, Any]], params: dict[str, Any]
-    ) -> Completion:
+    async def complete(self, attempt: Attempt) -> Completion:
         """One chat request."""
+        provider, model = attempt.provider, attempt.model
         target = self._target(provider, model, False)
         try:
-            response = await litellm.acompletion(messages=list(messages), **{**target, **params})
+            response = await litellm.acompletion(messages=list(attempt.messages), **{**target, **attempt.params})
             choice = response.choices[0]
             content = choice.message.content
             usage = _usage(getattr(response, "usage", None))
@@ -281,21 +280,17 @@ class LiteLLMAdapter:
         text = content if isinstance(content, str) else ""
         return Completion(text, served, usage, choice.finish_reason, cost_usd(provider, model, usage))
 
-    async def stream(
-        self,
-        provider: ProviderConfig,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        params: dict[str, Any],
-        state: StreamState,
-    ) -> AsyncGenerator[str, None]:
+    async def stream(self, attempt: Attempt, state: StreamState) -> AsyncGenerator[str, None]:
         """The text pieces of one streamed chat, recording model, usage and finish reason in ``state``."""
+        provider, model = attempt.provider, attempt.model
         target = self._target(provider, model, False)
         usage_on = {} if provider.name == "ollama" else {"stream_options": {"include_usage": True}}
         stream: Any = None
         text = False
         try:
-            stream = await litellm.acompletion(messages=list(messages), stream=True, **{**target, **usage_on, **params})
+            stream = await litellm.acompletion(
+                messages=list(attempt.messages), stream=True, **{**target, **usage_on, **attempt.params}
+            )
             async for chunk in stream:
                 if not state.model and getattr(chunk, "model", None):
                     state.model = str(chunk.model)
@@ -325,13 +320,12 @@ class LiteLLMAdapter:
             raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
         state.cost_usd = cost_usd(provider, model, state.usage)
 
-    async def embed(
-        self, provider: ProviderConfig, model: str, texts: list[str], params: Mapping[str, Any]
-    ) -> Embeddings:
-        """Embed ``texts`` in one request; vectors in input order, with usage and cost."""
+    async def embed(self, attempt: Attempt) -> Embeddings:
+        """Embed ``attempt.texts`` in one request; vectors in input order, with usage and cost."""
+        provider, model, texts = attempt.provider, attempt.model, attempt.texts
         target = self._target(provider, model, True)
         try:
-            response = await litellm.aembedding(input=texts, **{**target, **params})
+            response = await litellm.aembedding(input=texts, **{**target, **attempt.params})
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import StreamState, answer_entry, no_usage
+from ._adapter import Attempt, Completion, StreamState, no_usage
 from ._chain import Request, within
 from ._coalesce import Flight
 from .errors import ProviderConnectionError, ProviderError, StreamInterruptedError
@@ -29,6 +29,7 @@ _perf = time.perf_counter
 
 
 async def stream(gw: Gateway, request: Request) -> AsyncGenerator[str, None]:
+    """The pieces of ``request``: replayed from the cache, followed from a flight, or led upstream."""
     started, key = _perf(), request.key
     if key is not None:
         hit = gw.cache.get(key)  # type: ignore[union-attr]
@@ -84,7 +85,7 @@ async def _upstream(
         # without text): until then, failing over is safe.
         nonlocal opened_at
         opened_at = _perf()
-        pieces = adapter.stream(provider, model, request.messages, request.params, state)
+        pieces = adapter.stream(Attempt(provider, model, request.params, request.messages), state)
         try:
             first = await anext(pieces, "")
         except BaseException:
@@ -119,8 +120,8 @@ async def _upstream(
         await rest.aclose()
         await pieces.aclose()
     events.success(name, model, (_perf() - opened_at) * 1000.0, state.usage)
-    done = answer_entry(
-        name, "".join(chunks), state.model or model, state.usage or no_usage(), state.finish_reason, state.cost_usd
-    )
-    done["chunks"] = chunks
-    out.append(done)
+    answer = Completion(
+        "".join(chunks), state.model or model, state.usage or no_usage(), state.finish_reason, state.cost_usd
+    ).entry(name)
+    answer["chunks"] = chunks
+    out.append(answer)
