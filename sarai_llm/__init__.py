@@ -1,28 +1,18 @@
 """sarai_llm: one shared, configured way for every module to call LLMs.
 
->>> import sarai_llm
 >>> r = await sarai_llm.chat([{"role": "user", "content": "hola"}])   # doctest: +SKIP
 >>> r["content"], r["provider"], r["cached"]                         # doctest: +SKIP
 
-Configuration comes from call arguments, the environment (``LLM_GATEWAY_*``),
-``.env`` and ``config.yaml``, in that order. ``import sarai_llm`` is cheap:
-pydantic is imported on the first call, LiteLLM on the first cache miss.
+Configuration comes from call arguments, the environment (``LLM_GATEWAY_*``), ``.env`` and ``config.yaml``,
+in that order. ``import sarai_llm`` is cheap: pydantic loads on the first call, LiteLLM on the first cache miss.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._api import (
-    chat,
-    clear_cache,
-    embed,
-    get_stats,
-    health_check,
-    metrics_text,
-    start_metrics_server,
-    stream_chat,
-)
+from ._api import chat, clear_cache, embed, get_stats, health_check, metrics_text, start_metrics_server, stream_chat
 from ._global import aclose, get_gateway, reset_gateway
 from ._version import __version__
 from .errors import (
@@ -47,50 +37,18 @@ if TYPE_CHECKING:
     from ._gateway import Gateway
     from .config import GatewayConfig
 
-__all__ = [
-    "AllProvidersFailedError",
-    "CacheError",
-    "ConfigError",
-    "Gateway",
-    "GatewayConfig",
-    "InvalidRequestError",
-    "NoProvidersError",
-    "ProviderAuthError",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderRateLimitError",
-    "ProviderResponseError",
-    "ProviderTimeoutError",
-    "SaraiLLMError",
-    "StreamInterruptedError",
-    "UnsafeDependencyError",
-    "__version__",
-    "aclose",
-    "chat",
-    "chat_sync",
-    "clear_cache",
-    "embed",
-    "embed_sync",
-    "get_gateway",
-    "get_stats",
-    "health_check",
-    "health_check_sync",
-    "metrics_text",
-    "reset_gateway",
-    "start_metrics_server",
-    "stream_chat",
-    "stream_chat_sync",
-]
+__all__ = ["__version__", "Gateway", "GatewayConfig", "aclose", "get_gateway", "reset_gateway"]
+__all__ += ["chat", "stream_chat", "embed", "health_check", "get_stats", "clear_cache"]
+__all__ += ["metrics_text", "start_metrics_server", "chat_sync", "stream_chat_sync", "embed_sync", "health_check_sync"]
+__all__ += ["SaraiLLMError", "ConfigError", "NoProvidersError", "UnsafeDependencyError", "InvalidRequestError"]
+__all__ += ["CacheError", "ProviderError", "ProviderConnectionError", "ProviderTimeoutError", "ProviderAuthError"]
+__all__ += ["ProviderRateLimitError", "ProviderResponseError", "AllProvidersFailedError", "StreamInterruptedError"]
+
+# Heavy names, loaded on first use so that ``import sarai_llm`` stays cheap.
+_LAZY = {"Gateway": "._gateway", "GatewayConfig": ".config"}
 
 
 def __getattr__(name: str) -> Any:
-    # Heavy names load on first use, so that ``import sarai_llm`` stays cheap.
-    if name == "Gateway":
-        from ._gateway import Gateway
-
-        return Gateway
-    if name == "GatewayConfig":
-        from .config import GatewayConfig
-
-        return GatewayConfig
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'sarai_llm' has no attribute {name!r}")

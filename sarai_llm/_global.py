@@ -1,10 +1,4 @@
-"""The process-wide gateway: one per process, created on first use.
-
-:func:`sarai_llm.get_gateway`, :func:`sarai_llm.reset_gateway` and
-:func:`sarai_llm.aclose` are these functions; :mod:`sarai_llm.sync`,
-:mod:`sarai_llm.cli` and :mod:`sarai_llm.testing` use them too, never a
-private attribute.
-"""
+"""The process-wide gateway: ``sync``, ``cli`` and ``testing`` use these functions, never a private attribute."""
 
 from __future__ import annotations
 
@@ -31,18 +25,14 @@ def current() -> Gateway | None:
 
 
 def get_gateway(config: GatewayConfig | Mapping[str, Any] | None = None) -> Gateway:
-    """The process-wide gateway, created on first use.
+    """The process-wide gateway, created on first use from the environment, ``.env`` and ``config.yaml``.
 
-    :param config: ``None`` returns the current gateway (built from the
-        environment, ``.env`` and ``config.yaml`` the first time). A
-        :class:`~sarai_llm.GatewayConfig`, or a mapping of settings that
-        override every other source (``{"primary_provider": "local"}``),
-        replaces the current gateway with a new one.
+    :param config: a :class:`~sarai_llm.GatewayConfig`, or a mapping of settings that override every other
+        source (``{"primary_provider": "local"}``), replaces the gateway with a new one.
     :raises ConfigError: a configuration value is invalid.
     """
     global _gateway
-    gateway = _gateway
-    if gateway is not None and config is None:
+    if config is None and (gateway := _gateway) is not None:
         return gateway
     with _lock:
         if config is None and _gateway is not None:
@@ -50,12 +40,10 @@ def get_gateway(config: GatewayConfig | Mapping[str, Any] | None = None) -> Gate
         from ._gateway import Gateway
         from .config import GatewayConfig
 
-        if config is None:
-            settings = GatewayConfig.load()
-        elif isinstance(config, GatewayConfig):
+        if isinstance(config, GatewayConfig):
             settings = config
-        elif isinstance(config, Mapping):
-            settings = GatewayConfig.load(**config)
+        elif config is None or isinstance(config, Mapping):
+            settings = GatewayConfig.load(**(config or {}))
         else:
             raise ConfigError(f"config must be a GatewayConfig, a mapping or None, got {type(config).__name__}")
         old, _gateway = _gateway, Gateway(settings)
@@ -73,15 +61,13 @@ def _take() -> Gateway | None:
 
 def reset_gateway() -> None:
     """Drop the process-wide gateway; the next call re-reads the configuration."""
-    old = _take()
-    if old is not None:
+    if (old := _take()) is not None:
         old.close()
 
 
 async def aclose() -> None:
     """Close the process-wide gateway's connections and cache, and drop it (from the loop that made the calls)."""
-    old = _take()
-    if old is not None:
+    if (old := _take()) is not None:
         await old.aclose()
 
 

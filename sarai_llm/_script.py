@@ -17,9 +17,8 @@ class FakeCall:
 
     :ivar method: ``"chat"``, ``"stream_chat"``, ``"embed"``, ``"health_check"`` or ``"clear_cache"``.
     :ivar messages: the chat messages (``None`` for other methods).
-    :ivar kwargs: every other argument by name: ``model``, ``provider``,
-        ``temperature``, ``max_tokens``, ``use_cache``, provider keyword
-        arguments (``caller`` and ``deadline`` when given); for ``embed`` ``text``.
+    :ivar kwargs: every other argument by name (``model``, ``temperature``, ..., provider keyword
+        arguments, ``caller`` and ``deadline`` when given; ``text`` for ``embed``).
     """
 
     method: str
@@ -29,28 +28,18 @@ class FakeCall:
     @property
     def prompt(self) -> str | None:
         """The content of the last message (the user's prompt, usually)."""
-        if not self.messages:
-            return None
-        content = self.messages[-1].get("content")
+        content = self.messages[-1].get("content") if self.messages else None
         return content if isinstance(content, str) else None
 
 
 Reply = str | Mapping[str, Any] | BaseException | type[BaseException] | Callable[[FakeCall], Any]
-"""What a scripted chat answer may be.
-
-* a ``str``: the answer's ``content``;
-* a mapping of what the provider answers: ``content``, ``model``, ``usage``,
-  ``finish_reason``, ``cost_usd``; ``"chunks": [...]`` sets the pieces
-  ``stream_chat`` yields, and ``"error"`` an exception raised after those
-  pieces (a cut stream);
-* an exception instance (or class): raised by the attempt;
-* a function of the :class:`FakeCall`: returns one of the above.
+"""A scripted chat answer: the ``content`` as a ``str``; a mapping of what the provider answers
+(``content``, ``model``, ``usage``, ``finish_reason``, ``cost_usd``; ``"chunks": [...]``, the pieces
+``stream_chat`` yields, and ``"error"``, an exception raised after them: a cut stream); an exception
+(instance or class) the attempt raises; or a function of the :class:`FakeCall` returning one of these.
 """
 
 
 def all_providers_failed(provider: str = "fake", reason: str = "connection refused") -> AllProvidersFailedError:
-    """The error the gateway raises when every provider failed, for scripting.
-
-    >>> fake.queue(all_providers_failed("ollama"))   # doctest: +SKIP
-    """
+    """The gateway's error when every provider failed, for scripting: ``fake.queue(all_providers_failed())``."""
     return AllProvidersFailedError({provider: ProviderConnectionError(provider, reason)})

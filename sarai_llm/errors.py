@@ -1,12 +1,8 @@
-"""The exception tree of sarai_llm.
+"""The exception tree of sarai_llm: every error a user can see is a :class:`SaraiLLMError`.
 
-Every error a user of the package can see is a :class:`SaraiLLMError`.
-Errors raised by LiteLLM, httpx or diskcache are translated in one place
-(:func:`sarai_llm._litellm.map_exception` for providers) and re-raised with
-the original exception attached as ``__cause__``.
-
-Texts never contain API keys: :func:`redact` scrubs every secret the
-configuration knows about before a message is built.
+Errors of LiteLLM, httpx or diskcache are translated in one place (for providers,
+:func:`sarai_llm._litellm.map_exception`) and raised with the original as ``__cause__``.
+Texts never contain API keys: :func:`redact` scrubs every secret the configuration knows.
 """
 
 from __future__ import annotations
@@ -14,24 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 
-__all__ = [
-    "AllProvidersFailedError",
-    "CacheError",
-    "ConfigError",
-    "InvalidRequestError",
-    "NoProvidersError",
-    "ProviderAuthError",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderRateLimitError",
-    "ProviderResponseError",
-    "ProviderTimeoutError",
-    "SaraiLLMError",
-    "StreamInterruptedError",
-    "UnsafeDependencyError",
-    "redact",
-    "register_secrets",
-]
+__all__ = ["SaraiLLMError", "ConfigError", "NoProvidersError", "UnsafeDependencyError", "InvalidRequestError"]
+__all__ += ["CacheError", "ProviderError", "ProviderConnectionError", "ProviderTimeoutError", "ProviderAuthError"]
+__all__ += ["ProviderRateLimitError", "ProviderResponseError", "AllProvidersFailedError", "StreamInterruptedError"]
+__all__ += ["redact", "register_secrets"]
 
 
 class SaraiLLMError(Exception):
@@ -39,19 +21,11 @@ class SaraiLLMError(Exception):
 
 
 class ConfigError(SaraiLLMError, ValueError):
-    """A configuration value is invalid.
-
-    The message names the source (an environment variable, the ``.env`` file,
-    or a YAML file and the path inside it) and the field.
-    """
+    """A configuration value is invalid; the message names the field and its source (variable, file, YAML path)."""
 
 
 class NoProvidersError(SaraiLLMError):
-    """No usable provider is configured for the request.
-
-    The message starts with ``No providers initialized`` and names the
-    settings that would make a provider usable.
-    """
+    """No usable provider is configured: ``No providers initialized``, and the settings that would make one usable."""
 
 
 class UnsafeDependencyError(SaraiLLMError):
@@ -63,21 +37,11 @@ class InvalidRequestError(SaraiLLMError, ValueError):
 
 
 class CacheError(SaraiLLMError):
-    """The response cache cannot be used (unwritable directory, corrupt file).
-
-    The gateway never lets it escape from a call: it warns once and answers
-    uncached. It is raised only by explicit cache operations.
-    """
+    """The response cache cannot be used; raised only by explicit cache operations (calls answer uncached)."""
 
 
 class ProviderError(SaraiLLMError):
-    """One provider failed to answer one attempt.
-
-    :ivar provider: name of the provider (``"ollama"``, ``"openai"``, ...).
-    :ivar status_code: HTTP status of the failure when there was one.
-    :ivar retry_after: seconds the provider asked to wait before trying again
-        (its ``Retry-After`` header), when it said.
-    """
+    """One provider failed one attempt; ``status_code`` (HTTP) and ``retry_after`` (seconds) when known."""
 
     def __init__(
         self, provider: str, message: str, *, status_code: int | None = None, retry_after: float | None = None
@@ -109,14 +73,7 @@ class ProviderResponseError(ProviderError):
 
 
 class AllProvidersFailedError(SaraiLLMError):
-    """Every provider of the chain failed.
-
-    The message starts with ``All providers failed`` and names each provider
-    with its error class and message.
-
-    :ivar errors: provider name -> the :class:`ProviderError` of its attempt,
-        in the order the providers were tried.
-    """
+    """``All providers failed``, with each provider's error class and message; ``errors``: name -> error, in order."""
 
     def __init__(self, errors: Mapping[str, BaseException]):
         self.errors: dict[str, BaseException] = dict(errors)
@@ -125,13 +82,9 @@ class AllProvidersFailedError(SaraiLLMError):
 
 
 class StreamInterruptedError(SaraiLLMError):
-    """A stream failed after it had delivered text.
+    """A stream from ``provider`` failed after ``chunks_delivered`` chunks: the caller decides what to do with them.
 
-    sarai_llm never splices a second model's text onto a cut stream, so the
-    caller decides what to do with the partial answer.
-
-    :ivar provider: the provider whose stream broke.
-    :ivar chunks_delivered: how many chunks the caller had received.
+    No second model's text is ever spliced onto a cut stream.
     """
 
     def __init__(self, provider: str, chunks_delivered: int, cause: BaseException):
@@ -144,34 +97,27 @@ class StreamInterruptedError(SaraiLLMError):
 
 
 def _cause_text(err: BaseException) -> str:
-    if isinstance(err, ProviderError):
-        # ProviderError's text already starts with "<provider>: ".
-        text = str(err)
-        prefix = f"{err.provider}: "
-        return text[len(prefix) :] if text.startswith(prefix) else text
+    if isinstance(err, ProviderError):  # its text already starts with "<provider>: "
+        return str(err).removeprefix(f"{err.provider}: ")
     return redact(str(err))
 
 
-# --- secret redaction ---------------------------------------------------------
-
-_secrets: set[str] = set()
+# Replaced, never changed in place: redact() may run in another thread (the status page's)
+# while a configuration registers its secrets.
+_secrets: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
-_MASK = "***"
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Remember secret values so that :func:`redact` removes them from texts.
-
-    Values shorter than 4 characters are ignored: scrubbing them would mangle
-    ordinary text and they protect nothing.
-    """
+    """Remember secret values for :func:`redact`; values under 4 characters would mangle text and are ignored."""
+    global _secrets
+    new = {v for v in values if v and len(v) >= 4}
     with _secrets_lock:
-        _secrets.update(v for v in values if v and len(v) >= 4)
+        _secrets = _secrets | new
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``."""
     for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, _MASK)
+        text = text.replace(secret, "***")
     return text

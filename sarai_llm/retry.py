@@ -1,22 +1,13 @@
-"""Retries of one provider before the chain falls back: which failures, and how long to wait.
+"""Retries of one provider before the chain falls back: the policy a ``litellm.Router`` would apply (README,
+"Design decision": the gateway calls LiteLLM without one).
 
-The gateway calls ``litellm.acompletion`` directly, not through a
-``litellm.Router`` (the Router cost ~1 ms of CPU per call for what the gateway
-does itself: see the README's design decision), so the retry policy a Router
-would apply lives here, in sarai_llm's own terms:
+* **retried**: broken connections, timeouts, unusable bodies, HTTP 408, 409, 429 and 5xx (as the OpenAI SDK);
+  never other 4xx (400, 401, 403, 404, 422...), which a retry cannot fix;
+* **the wait**: the provider's ``Retry-After`` up to 60 s (a longer one falls back at once), else
+  exponential backoff, 0.5 s doubling up to 8 s, with jitter;
+* **the deadline**: a retry that could not start before it is not made; the provider's error is reported.
 
-* **retried**: refused or broken connections, timeouts, unusable bodies, and
-  HTTP 408, 409, 429 and 5xx (the statuses the OpenAI SDK retries);
-* **never retried**: 400, 401, 403, 404, 422 and every other 4xx: a retry
-  cannot fix a bad key, a bad request or a missing model;
-* **the wait**: the provider's ``Retry-After`` when it asks for at most 60 s;
-  when it asks for longer, the gateway does not wait and falls back at once;
-  otherwise exponential backoff, 0.5 s doubling up to 8 s, with jitter;
-* **the deadline**: a retry that could not start before the call's deadline
-  is not made, and the error the provider gave is the one reported.
-
-Retries happen inside one attempt: ``get_stats()`` counts one request and at
-most one error per provider and call.
+Retries happen inside one attempt: ``get_stats()`` counts one request and at most one error per provider and call.
 """
 
 from __future__ import annotations
@@ -66,17 +57,14 @@ def delay(error: ProviderError, retry: int, *, jitter: Callable[[], float] = ran
 async def with_retries(call: Callable[[], Awaitable[T]], retries: int, ends_at: float | None = None) -> T:
     """``await call()``, retried up to ``retries`` times on a :class:`ProviderError` worth retrying.
 
-    ``ends_at`` is the call's deadline on the ``time.monotonic()`` clock: no
-    retry is made that could not start before it.
+    :param ends_at: the call's deadline (``time.monotonic()`` clock): no retry is made that could not start before it.
     """
     retry = 0
     while True:
         try:
             return await call()
         except ProviderError as error:
-            if retry >= retries:
-                raise
-            wait = delay(error, retry)
+            wait = delay(error, retry) if retry < retries else None
             if wait is None or (ends_at is not None and time.monotonic() + wait >= ends_at):
                 raise
             retry += 1
@@ -98,8 +86,6 @@ def retry_after(exc: BaseException) -> float | None:
     """Seconds the provider asked to wait (``retry-after-ms``, or ``Retry-After`` as seconds or a date)."""
     for error in causes(exc):
         headers = _headers(error)
-        if headers is None:
-            continue
         try:
             if (ms := headers.get("retry-after-ms")) is not None:
                 seconds = float(ms) / 1000.0
@@ -114,19 +100,17 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def _headers(error: BaseException) -> Any:
-    """The response headers an exception carries (LiteLLM and the SDKs keep them in different places)."""
+    """The response headers an exception carries, or ``{}`` (LiteLLM and the SDKs keep them in different places)."""
     try:
         headers = getattr(error, "headers", None) or getattr(getattr(error, "response", None), "headers", None)
         headers = headers or getattr(error, "litellm_response_headers", None)
     except Exception:  # a property that raises without a response
-        return None
-    return headers if hasattr(headers, "get") else None
+        return {}
+    return headers if hasattr(headers, "get") else {}
 
 
 def _seconds(value: str) -> float:
-    """A ``Retry-After`` value: delay-seconds, or an HTTP date."""
     try:
         return float(value)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value)  # ValueError when it is not a date either
-        return when.timestamp() - time.time()
+    except ValueError:  # an HTTP date, else ValueError again
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()

@@ -1,8 +1,7 @@
 """Refuse LiteLLM releases known to be compromised; warn about a planted ``.pth``.
 
-LiteLLM 1.82.7, 1.82.8 and the 1.107 series were published by an attacker.
-A compromised install also dropped ``litellm_init.pth`` into site-packages,
-which Python runs at every interpreter start. Both checks read package
+LiteLLM 1.82.7, 1.82.8 and the 1.107 series were published by an attacker, and a compromised
+install dropped ``litellm_init.pth``, which Python runs at every start. The checks read package
 metadata and directory listings only: LiteLLM is not imported.
 """
 
@@ -17,7 +16,6 @@ from ._log import log
 from .errors import UnsafeDependencyError
 
 __all__ = ["COMPROMISED_LITELLM", "check_litellm"]
-
 
 COMPROMISED_LITELLM = ("1.82.7", "1.82.8", "1.107.")
 """Exact versions, or prefixes ending in ``.``, that are refused."""
@@ -34,8 +32,7 @@ def is_compromised(version: str) -> bool:
 def installed_litellm_version() -> str:
     """The version of the LiteLLM that ``import litellm`` would load ("" when absent).
 
-    Reads the name of the ``dist-info`` folder beside the package (fast); falls
-    back to ``importlib.metadata``, which scans every path entry (~60 ms).
+    Reads the ``dist-info`` folder's name beside the package (fast), else ``importlib.metadata`` (~60 ms).
     """
     spec = importlib.util.find_spec("litellm")
     if spec is None or not spec.submodule_search_locations:
@@ -58,7 +55,7 @@ def _site_dirs() -> list[Path]:
 
 
 def check_litellm(*, force: bool = False) -> None:
-    """Check the installed LiteLLM once per process.
+    """Check the installed LiteLLM once per process (again with ``force``).
 
     :raises UnsafeDependencyError: the installed version is compromised.
     """
@@ -71,8 +68,7 @@ def check_litellm(*, force: bool = False) -> None:
             f"litellm {version} is a compromised release and is refused: "
             'run `pip install "litellm>=1.108,<2"` in a clean environment and rotate the API keys it could read'
         )
-    for directory in _site_dirs():
-        planted = directory / _PLANTED_PTH
+    for planted in (directory / _PLANTED_PTH for directory in _site_dirs()):
         if planted.exists():
             log.warning(
                 "%s exists: it was planted by a compromised litellm release and runs at every Python start; "

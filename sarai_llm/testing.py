@@ -1,39 +1,15 @@
-"""Test support for modules that use sarai_llm: a fake provider behind the real gateway, and a pytest fixture.
+"""Test support for modules that use sarai_llm: a fake provider behind the real gateway (README, "Testing").
 
-A module's tests need no LLM, no server and no network::
-
-    # your_module/reasoner.py
-    import sarai_llm
-
-    async def reason(task: str) -> str:
-        r = await sarai_llm.chat([{"role": "user", "content": task}], temperature=0.2)
-        return r["content"]
-
-    # tests/test_reasoner.py  (no import of sarai_llm.testing needed)
-    async def test_reason(fake_llm):
+    async def test_reason(fake_llm):  # the fixture comes with the package (a ``pytest11`` plugin)
         fake_llm.queue("42")
-        assert await reason("6 x 7?") == "42"
-        assert fake_llm.last_call.messages[-1]["content"] == "6 x 7?"
+        assert await reason("6 x 7?") == "42"  # reason() calls sarai_llm.chat
         assert fake_llm.last_call.kwargs["temperature"] == 0.2
 
-The fake sits at the adapter seam: :class:`FakeGateway` is a real
-:class:`~sarai_llm.Gateway` whose provider (one, named ``"fake"`` unless a
-call asks for another with ``provider=``) answers what the test scripted.
-Validation, errors, stats and (with ``cache=True``) the cache are the real
-pipeline's: a scripted :class:`~sarai_llm.ProviderError` is a failed attempt,
-so the call raises :class:`~sarai_llm.AllProvidersFailedError` as it would
-in production; any other scripted exception is raised as it is.
-
-The ``fake_llm`` fixture comes with the package: sarai_llm registers this
-module as a pytest plugin (entry point ``pytest11``). Outside pytest, use
-:func:`install_fake_gateway` as a context manager. While installed, the fake
-is the process-wide gateway: ``sarai_llm.chat``, ``stream_chat``, ``embed``,
-``health_check``, ``get_stats``, ``clear_cache``, ``get_gateway()`` and the
-``*_sync`` functions all use it.
-
-Importing this module is cheap (no LiteLLM, no pydantic): pytest loads it at
-start-up in every project where sarai_llm is installed. :class:`FakeGateway`
-loads the gateway on first use.
+:class:`FakeGateway` is a real :class:`~sarai_llm.Gateway` whose one provider answers what the
+test scripted; validation, errors, stats and (``cache=True``) the cache are the real ones, so a
+scripted :class:`~sarai_llm.ProviderError` makes the call raise :class:`~sarai_llm.AllProvidersFailedError`.
+While installed (``fake_llm``, or :func:`install_fake_gateway`) it is the process-wide gateway.
+This module is cheap to import (pytest loads it at every start); :class:`FakeGateway` loads on first use.
 """
 
 from __future__ import annotations
@@ -53,12 +29,9 @@ __all__ = ["FakeCall", "FakeGateway", "Reply", "all_providers_failed", "install_
 
 @contextmanager
 def install_fake_gateway(fake: FakeGateway | None = None) -> Iterator[FakeGateway]:
-    """Make ``fake`` the process-wide gateway for the ``with`` block, then restore the previous one.
+    """Make ``fake`` (default: a new :class:`FakeGateway`) the process-wide gateway for the ``with`` block.
 
-    The previous gateway is neither closed nor reset; it is back in place
-    afterwards, even when the block raises.
-
-    :param fake: the fake to install (default: a new :class:`FakeGateway`).
+    The previous gateway is neither closed nor reset: it is put back afterwards, even if the block raises.
     """
     if fake is None:
         from ._fake import FakeGateway
@@ -85,11 +58,6 @@ else:
 
     @pytest.fixture
     def fake_llm() -> Iterator[FakeGateway]:
-        """A :class:`FakeGateway` installed as sarai_llm's gateway for one test.
-
-        Every ``sarai_llm.chat`` answers ``"fake response"`` unless the test
-        scripts otherwise (``fake_llm.queue("yes", SomeError(...))``); the
-        calls are in ``fake_llm.calls``. No server, no network, no LiteLLM.
-        """
+        """A :class:`FakeGateway` installed for one test: ``"fake response"`` unless scripted, calls in ``.calls``."""
         with install_fake_gateway() as fake:
             yield fake
