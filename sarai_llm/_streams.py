@@ -102,17 +102,18 @@ async def _upstream(
         flight.provider = name
     rest = pieces if ends_at is None or deadline is None else within(pieces, ends_at, deadline, name)
     chunks: list[str] = []
+
+    def take(piece: str) -> str:  # kept for the cache, and shown to the followers
+        chunks.append(piece)
+        if flight is not None:
+            flight.add(piece)
+        return piece
+
     try:
-        for piece in (first,) if first else ():
-            chunks.append(piece)
-            if flight is not None:
-                flight.add(piece)
-            yield piece
+        if first:
+            yield take(first)
         async for piece in rest:
-            chunks.append(piece)
-            if flight is not None:
-                flight.add(piece)
-            yield piece
+            yield take(piece)
     except ProviderError as exc:
         events.failure(name, model, (_perf() - opened_at) * 1000.0, exc)
         raise StreamInterruptedError(name, len(chunks), exc) from exc

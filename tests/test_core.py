@@ -236,6 +236,19 @@ async def test_all_providers_failed_names_each_cause(dead_url: str) -> None:
     assert sarai_llm.get_stats()["total_errors"] == 2
 
 
+@pytest.mark.parametrize("provider", ["ollama", "local", "openai"])
+async def test_an_unreachable_server_is_named_with_the_next_step(dead_url: str, provider: str) -> None:
+    use(primary_provider=provider, **{f"{provider}_base_url": dead_url})
+    with pytest.raises(AllProvidersFailedError) as info:
+        await sarai_llm.chat(MESSAGES)
+    error = info.value.errors[provider]
+    assert isinstance(error, ProviderConnectionError)
+    assert f"cannot connect to {dead_url}" in str(error) and "is the server running?" in str(error)
+    assert "sarai-llm health" in str(error)
+    assert error.__cause__ is not None  # LiteLLM's own text, for whoever digs
+    assert "ssl" not in str(error) and "0x" not in str(error)
+
+
 async def test_no_providers_initialized_names_the_settings() -> None:
     use(primary_provider="openai")
     with pytest.raises(NoProvidersError) as info:
