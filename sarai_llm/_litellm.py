@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from ._adapter import Attempt, Completion, Embeddings, StreamState, no_usage
 from ._log import log
-from ._providers import api_base, litellm_params, model_string
+from ._providers import api_base, api_key_env, litellm_params, model_string
 from .errors import (
     ProviderAuthError,
     ProviderConnectionError,
@@ -276,7 +276,7 @@ class LiteLLMAdapter:
             usage = _usage(getattr(response, "usage", None))
             served = _served_model(response, model)
         except Exception as exc:
-            raise map_exception(exc, provider) from exc
+            raise map_exception(exc, provider, model) from exc
         text = content if isinstance(content, str) else ""
         return Completion(text, served, usage, choice.finish_reason, cost_usd(provider, model, usage))
 
@@ -311,7 +311,7 @@ class LiteLLMAdapter:
                     text = True
                     yield piece
         except Exception as exc:
-            raise map_exception(exc, provider) from exc
+            raise map_exception(exc, provider, model) from exc
         finally:  # also when the consumer stops early: the connection is released now
             await _close(stream)
         # LiteLLM adds a closing chunk with finish_reason "stop" of its own; the
@@ -330,7 +330,7 @@ class LiteLLMAdapter:
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
         except Exception as exc:
-            raise map_exception(exc, provider) from exc
+            raise map_exception(exc, provider, model, embedding=True) from exc
         if len(vectors) != len(texts):
             raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
         return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True))
@@ -378,11 +378,14 @@ def _message(exc: BaseException) -> str:
     return redact(first)
 
 
-def map_exception(exc: BaseException, provider: ProviderConfig) -> ProviderError:
+def map_exception(
+    exc: BaseException, provider: ProviderConfig, model: str | None = None, *, embedding: bool = False
+) -> ProviderError:
     """Translate any exception of one attempt on ``provider`` into a :class:`ProviderError`.
 
-    A connection that could not be made says where, and what to check next;
-    LiteLLM's own text stays in the ``__cause__``.
+    A connection that could not be made, a rejected key and a model the
+    server does not have say where and what to check next; LiteLLM's own text
+    stays in the ``__cause__``.
 
     ``status_code`` is the provider's HTTP status when it sent one: LiteLLM
     also makes statuses up (500 for a refused connection, 408 for a timeout),
@@ -402,7 +405,7 @@ def map_exception(exc: BaseException, provider: ProviderConfig) -> ProviderError
     status = getattr(exc, "provider_status_code", None) or getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
-        return ProviderAuthError(name, message, status_code=status)
+        return ProviderAuthError(name, f"{message} (the key is {api_key_env(provider)})", status_code=status)
     if isinstance(exc, llm_errors.RateLimitError) or status == 429:
         return ProviderRateLimitError(name, message, status_code=status, retry_after=retry_after(exc))
     if names & _BROKEN_CONNECTIONS or (
@@ -415,6 +418,10 @@ def map_exception(exc: BaseException, provider: ProviderConfig) -> ProviderError
                 "(`sarai-llm health` checks every provider)",
             )
         return ProviderConnectionError(name, f"the connection to {_where(provider)} broke: {message}")
+    if status == 404 and model:
+        setting = api_key_env(provider).removesuffix("API_KEY") + ("EMBED_MODEL" if embedding else "MODEL")
+        hint = f" (is the model {model!r} served at {_where(provider)}? {setting} sets it)"
+        return ProviderResponseError(name, message + hint, status_code=status)
     return ProviderResponseError(name, message, status_code=status, retry_after=retry_after(exc))
 
 

@@ -249,6 +249,18 @@ async def test_an_unreachable_server_is_named_with_the_next_step(dead_url: str, 
     assert "ssl" not in str(error) and "0x" not in str(error)
 
 
+HINTS = [(401, "(the key is LLM_GATEWAY_LOCAL_API_KEY)"), (404, "LLM_GATEWAY_LOCAL_MODEL sets it)")]
+
+
+@pytest.mark.parametrize(("status", "hint"), HINTS)
+async def test_a_rejected_key_or_an_unknown_model_names_the_setting(upstream: Any, status: int, hint: str) -> None:
+    use(primary_provider="local", local_base_url=upstream.base_url, local_model="no-such-model")
+    upstream.behaviour.status = status
+    with pytest.raises(AllProvidersFailedError) as info:
+        await sarai_llm.chat(MESSAGES)
+    assert hint in str(info.value.errors["local"]) and info.value.errors["local"].status_code == status
+
+
 async def test_no_providers_initialized_names_the_settings() -> None:
     use(primary_provider="openai")
     with pytest.raises(NoProvidersError) as info:
