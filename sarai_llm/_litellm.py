@@ -1,23 +1,20 @@
-"""The adapter to LiteLLM: the only module of sarai_llm that imports it.
-
-Importing LiteLLM costs seconds and ~200 MB, so the gateway imports this
-module on the first cache miss, never at ``import sarai_llm``. Here: the call
-parameters of each (provider, model), from the provider table
-(:mod:`sarai_llm._providers`); one request per attempt to
-``litellm.acompletion`` / ``litellm.aembedding``, since retries, fallbacks and
-cooldowns are the gateway's (no ``litellm.Router``: README, "Design
-decision"); LiteLLM's responses as plain values; :func:`cost_usd`; and
-:func:`map_exception`, the one place where LiteLLM / openai / httpx errors
-become :class:`~sarai_llm.errors.ProviderError` subclasses.
+"""The adapter to LiteLLM: the only module of sarai_llm that imports it (seconds and ~200 MB: the
+gateway imports it on the first cache miss). One request per attempt to ``litellm.acompletion`` /
+``litellm.aembedding`` (retries, fallbacks and cooldowns are the gateway's: README, "Design decision"),
+with each (provider, model)'s parameters from :mod:`sarai_llm._providers`; LiteLLM's answers as plain
+values (text, tool calls, reasoning, usage); :func:`cost_usd`; and :func:`map_exception`, where
+LiteLLM / openai / httpx errors become :class:`~sarai_llm.errors.ProviderError` subclasses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import math
 import os
+import uuid
 import warnings
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,8 +37,7 @@ from .retry import causes, retry_after
 if TYPE_CHECKING:
     from .config import ProviderConfig
 
-# LiteLLM fetches its price map from the network at import unless told not to;
-# offline that blocks for 5-10 s. Respect a value the user chose.
+# LiteLLM fetches its price map at import unless told not to (offline: 5-10 s). A user's value wins.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
@@ -50,22 +46,15 @@ from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # n
 
 
 def _quiet_litellm() -> None:
-    """Make LiteLLM a quiet library: no banners, its logs routed under ours.
-
-    LiteLLM prints a "Give Feedback / Get Help" banner on errors and attaches
-    its own stderr handlers to its loggers. A library must be silent unless
-    the user turns logging on, so the banner is switched off and LiteLLM's
-    records are re-parented under ``sarai_llm.litellm`` (secrets redacted).
-    This is the one place where ``litellm.*`` globals are changed.
-    """
+    """Silence LiteLLM (no banner, no stderr handlers; records go to ``sarai_llm.litellm``, redacted).
+    The one place where ``litellm.*`` globals change."""
     # Pydantic warns about a TypedDict of LiteLLM's at the first stream; not the user's business.
     warnings.filterwarnings(
         "ignore", message=r"Items? .* (is|are) using the .ReadOnly. qualifier", category=UserWarning
     )
     litellm.suppress_debug_info = True
-    # LiteLLM's OpenAI embedding path turns max_retries=0 into the SDK's
-    # default of 2 (`max_retries or DEFAULT_MAX_RETRIES`): 3 requests per
-    # attempt behind the gateway's back. Retries are the gateway's job.
+    # LiteLLM's OpenAI embedding path turns max_retries=0 into the SDK's default of 2
+    # (`max_retries or DEFAULT_MAX_RETRIES`): 3 requests per attempt behind the gateway's back.
     litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]
     litellm.set_verbose = False  # type: ignore[attr-defined]
     target = logging.getLogger("sarai_llm.litellm")
@@ -101,12 +90,50 @@ _quiet_litellm()
 
 
 def _usage(raw: Any) -> dict[str, int]:
+    """LiteLLM's usage as the five keys of :class:`~sarai_llm._adapter.Usage` (LiteLLM files
+    Anthropic's ``cache_read_input_tokens`` under ``prompt_tokens_details.cached_tokens``)."""
     if raw is None:
         return no_usage()
-    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
-    completion = int(getattr(raw, "completion_tokens", 0) or 0)
-    total = int(getattr(raw, "total_tokens", 0) or 0) or prompt + completion
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    prompt, completion = _count(raw, "prompt_tokens"), _count(raw, "completion_tokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": _count(raw, "total_tokens") or prompt + completion,
+        "cached_tokens": _count(getattr(raw, "prompt_tokens_details", None), "cached_tokens"),
+        "reasoning_tokens": _count(getattr(raw, "completion_tokens_details", None), "reasoning_tokens"),
+    }
+
+
+def _count(raw: Any, name: str) -> int:
+    return int(_field(raw, name) or 0)
+
+
+def _fold_tool_calls(calls: list[dict[str, Any]], slots: dict[int, dict[str, Any]] | None, deltas: Any) -> None:
+    """Fold tool-call deltas into ``calls`` (OpenAI's shape) by index (``slots``): ``arguments`` joined,
+    id and name from the first delta with them; a new id at a known index starts a new call.
+    ``slots=None``: each is a whole call (a message's; an Ollama chunk's, which LiteLLM numbers from 0)."""
+    for delta in deltas:
+        function, call_id, index = _field(delta, "function"), _field(delta, "id"), _field(delta, "index") or 0
+        name, arguments = _field(function, "name"), _field(function, "arguments")
+        call = slots.get(index) if slots is not None else None
+        if call is None or (call_id and call["id"] and call_id != call["id"]):
+            call = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            calls.append(call)
+            if slots is not None:
+                slots[index] = call
+        call["id"] = call["id"] or str(call_id or "")
+        call["function"]["name"] = call["function"]["name"] or str(name or "")
+        if arguments:
+            call["function"]["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _settle(calls: list[dict[str, Any]], reason: str | None) -> str | None:
+    """Complete the tool calls (an id, ``"{}"`` for no arguments); the finish reason, ``"tool_calls"``
+    when the model called tools and the provider said only "stop" (or nothing)."""
+    for call in calls:  # LiteLLM gives an Ollama call without arguments no id
+        call["id"] = call["id"] or f"call_{uuid.uuid4().hex[:24]}"
+        call["function"]["arguments"] = call["function"]["arguments"] or "{}"
+    return "tool_calls" if calls and reason in (None, "stop") else reason
 
 
 _unpriced: set[str] = set()  # LiteLLM model strings its price list does not know
@@ -117,9 +144,9 @@ def cost_usd(
 ) -> float:
     """What one answer cost, in US dollars; 0.0 when the price is unknown. Never raises.
 
-    The configuration's prices per token win (:attr:`ProviderConfig.priced`);
-    otherwise free providers (ollama, local) cost 0, and the others are priced
-    by LiteLLM's price list shipped with the package (never fetched).
+    The configuration's prices per token win (:attr:`ProviderConfig.priced`; cached prompt tokens at
+    the input price); otherwise free providers (ollama, local) cost 0, and the others are priced by
+    LiteLLM's bundled price list (never fetched), cached prompt tokens at its cache-read price.
     """
     if not usage:
         return 0.0
@@ -132,12 +159,16 @@ def cost_usd(
     name = model_string(provider, model, embedding=embedding)
     if name in _unpriced:
         return 0.0
+    cached = int(usage.get("cached_tokens") or 0)  # priced at the cache-read price (prompt_tokens include them)
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=name,
             prompt_tokens=prompt,
             completion_tokens=completion,
             call_type="embedding" if embedding else "completion",
+            usage_object=litellm.Usage(prompt, completion, prompt_tokens_details={"cached_tokens": cached})
+            if cached
+            else None,
         )
         total = float(prompt_cost) + float(completion_cost)
     except Exception:  # not in the price list (a compatible server's own model name), or malformed
@@ -149,25 +180,16 @@ def cost_usd(
 def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> None:
     """Give LiteLLM a price for a model its price list lacks (a local model, usually).
 
-    LiteLLM prices every answer it logs; for a model missing from its price
-    list that is a failed search on every call (~0.3 ms of CPU). sarai_llm
-    computes costs itself (:func:`cost_usd`); this only keeps LiteLLM's own
-    bookkeeping cheap. Ollama models are always registered: for one missing
-    from its price list, LiteLLM asks the Ollama server (a blocking
-    ``POST /api/show`` from inside the event loop) on every call.
+    LiteLLM prices every answer it logs: a failed search per call (~0.3 ms) for an unlisted model, and
+    for an unlisted Ollama model a blocking ``POST /api/show`` from inside the event loop, so Ollama
+    models are always registered. sarai_llm's own costs are :func:`cost_usd`'s.
     """
     if not provider.priced and provider.name != "ollama" and _listed(name):
         return
-    litellm.register_model(
-        {
-            name: {
-                "input_cost_per_token": provider.input_cost_per_token or 0.0,
-                "output_cost_per_token": provider.output_cost_per_token or 0.0,
-                "litellm_provider": provider.spec.litellm_provider,
-                "mode": "embedding" if embedding else "chat",
-            }
-        }
-    )
+    prices = {"input_cost_per_token": provider.input_cost_per_token or 0.0}
+    prices["output_cost_per_token"] = provider.output_cost_per_token or 0.0
+    mode = "embedding" if embedding else "chat"
+    litellm.register_model({name: {**prices, "litellm_provider": provider.spec.litellm_provider, "mode": mode}})
 
 
 def _listed(name: str) -> bool:
@@ -190,9 +212,8 @@ def _served_model(response: Any, fallback: str) -> str:
 async def close_clients() -> None:
     """Close the HTTP clients LiteLLM opened on the running event loop, and forget them.
 
-    LiteLLM keeps its clients in one process-wide cache, each under a key
-    ending with its event loop's token; a client can only be closed on its own
-    loop, so those of other loops are left alone. New clients open on demand.
+    LiteLLM's process-wide client cache keys each client by its event loop's token; a client can only
+    be closed on its own loop, so those of other loops are left alone. New clients open on demand.
     """
     cache = litellm.in_memory_llm_clients_cache
     this_loop = cache.update_cache_key_with_event_loop("")  # "-<token>"
@@ -200,8 +221,7 @@ async def close_clients() -> None:
         client = cache.cache_dict.get(key)
         cache.delete_cache(key)
         await _close(client)
-    # Ollama embeddings and Anthropic streams use a module-level client,
-    # opened on the loop that first needed it (an application has one).
+    # Ollama embeddings and Anthropic streams use a module-level client, on the loop that first needed it.
     await _close(vars(litellm).pop("module_level_aclient", None))
 
 
@@ -224,11 +244,9 @@ _orphans: set[asyncio.Task[Any]] = set()
 def _release_logging_worker() -> None:
     """Cancel LiteLLM's logging task on its own loop before a call from another loop replaces it.
 
-    LiteLLM runs one logging task on the loop that first called it; a call
-    from another loop (the sync API's, after a notebook cell's own) starts a
-    new one there and drops its only reference to the old task, which the
-    collector then destroys while pending ("Task was destroyed but it is
-    pending!" in a notebook cell). Checked in tests/test_notebook.py.
+    LiteLLM runs one logging task on the loop that first called it; a call from another loop (the
+    sync API's, after a notebook cell's) starts a new one and drops the old task, which the collector
+    then destroys while pending ("Task was destroyed but it is pending!"). tests/test_notebook.py.
     """
     task = getattr(GLOBAL_LOGGING_WORKER, "_worker_task", None)
     if not isinstance(task, asyncio.Task) or task.done() or task.get_loop() is asyncio.get_running_loop():
@@ -245,9 +263,8 @@ def _release_logging_worker() -> None:
 class LiteLLMAdapter:
     """The :class:`~sarai_llm._adapter.Adapter` over ``litellm.acompletion`` / ``litellm.aembedding``.
 
-    Each (provider, model) becomes one set of call parameters, made on first
-    use: LiteLLM model string, ``api_base``, key, the provider's ``timeout``,
-    and ``max_retries=0`` (retries are the gateway's). One call is one request.
+    Each (provider, model)'s call parameters are made on first use: LiteLLM model string, ``api_base``,
+    key, the provider's ``timeout``, ``max_retries=0`` (retries are the gateway's).
     """
 
     def __init__(self) -> None:
@@ -272,13 +289,17 @@ class LiteLLMAdapter:
         try:
             response = await litellm.acompletion(messages=list(attempt.messages), **{**target, **attempt.params})
             choice = response.choices[0]
-            content = choice.message.content
+            message = choice.message
+            calls: list[dict[str, Any]] = []
+            _fold_tool_calls(calls, None, getattr(message, "tool_calls", None) or ())
             usage = _usage(getattr(response, "usage", None))
             served = _served_model(response, model)
         except Exception as exc:
             raise map_exception(exc, provider, model) from exc
-        text = content if isinstance(content, str) else ""
-        return Completion(text, served, usage, choice.finish_reason, cost_usd(provider, model, usage))
+        text, reasoning = message.content, getattr(message, "reasoning_content", None)
+        finish, cost = _settle(calls, choice.finish_reason), cost_usd(provider, model, usage)
+        thought = reasoning if isinstance(reasoning, str) and reasoning else None
+        return Completion(text if isinstance(text, str) else "", served, usage, finish, cost, calls, thought)
 
     async def stream(self, attempt: Attempt, state: StreamState) -> AsyncGenerator[str, None]:
         """The text pieces of one streamed chat, recording model, usage and finish reason in ``state``."""
@@ -287,6 +308,7 @@ class LiteLLMAdapter:
         usage_on = {} if provider.name == "ollama" else {"stream_options": {"include_usage": True}}
         stream: Any = None
         text = False
+        slots: dict[int, dict[str, Any]] | None = None if provider.name == "ollama" else {}  # tool calls by index
         try:
             stream = await litellm.acompletion(
                 messages=list(attempt.messages), stream=True, **{**target, **usage_on, **attempt.params}
@@ -297,16 +319,24 @@ class LiteLLMAdapter:
                 choices = chunk.choices
                 choice = choices[0] if choices else None
                 if choice is None or choice.finish_reason:
-                    # The closing chunks carry the finish reason and the usage. Only
-                    # they are asked for usage: on LiteLLM's chunks a missing
-                    # attribute costs ~2 us, more than the rest of a chunk's work.
+                    # The closing chunks carry the finish reason and the usage. Only they are asked for
+                    # usage: on LiteLLM's chunks a missing attribute costs ~2 us, more than a chunk's work.
                     usage = getattr(chunk, "usage", None)
                     if usage is not None and getattr(usage, "total_tokens", None):
                         state.usage = _usage(usage)
                     if choice is None:
                         continue
                     state.finish_reason = choice.finish_reason
-                piece = getattr(choice.delta, "content", None)
+                # One dict read each: LiteLLM keeps content and tool_calls as pydantic extras, and
+                # reasoning_content as a field it deletes when None (getattr of it then costs ~1.6 us).
+                delta = choice.delta
+                extra = delta.model_extra or {}
+                calls, thought = extra.get("tool_calls"), vars(delta).get("reasoning_content")
+                if calls:
+                    _fold_tool_calls(state.tool_calls, slots, calls)
+                if thought:
+                    state.reasoning_content = (state.reasoning_content or "") + thought
+                piece = extra.get("content")
                 if piece:
                     text = True
                     yield piece
@@ -314,10 +344,10 @@ class LiteLLMAdapter:
             raise map_exception(exc, provider, model) from exc
         finally:  # also when the consumer stops early: the connection is released now
             await _close(stream)
-        # LiteLLM adds a closing chunk with finish_reason "stop" of its own; the
-        # stream's received_finish_reason says what the provider sent.
-        if not text and getattr(stream, "received_finish_reason", "") is None:
+        # LiteLLM adds a closing "stop" chunk of its own; received_finish_reason is the provider's.
+        if not text and not state.tool_calls and getattr(stream, "received_finish_reason", "") is None:
             raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
+        state.finish_reason = _settle(state.tool_calls, state.finish_reason)
         state.cost_usd = cost_usd(provider, model, state.usage)
 
     async def embed(self, attempt: Attempt) -> Embeddings:
@@ -341,7 +371,8 @@ class LiteLLMAdapter:
 
 
 def _field(item: Any, name: str) -> Any:
-    return item[name] if isinstance(item, Mapping) else getattr(item, name)
+    """``item[name]`` or ``item.name``; None when missing."""
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
 
 
 # --- errors ----------------------------------------------------------------------
@@ -352,29 +383,18 @@ _TIMEOUTS = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTime
 _BAD_BODIES = frozenset({"JSONDecodeError"})
 _REFUSED = frozenset({"ConnectError", "ConnectionRefusedError", "ClientConnectorError"})
 _BROKEN_CONNECTIONS = frozenset(
-    {
-        "APIConnectionError",
-        "ConnectError",
-        "ConnectionRefusedError",
-        "ConnectionResetError",
-        "RemoteProtocolError",
-        "ReadError",
-        "ClientPayloadError",
-        "ServerDisconnectedError",
-        "ClientConnectorError",
-        "ClientOSError",
-    }
+    "APIConnectionError ConnectError ConnectionRefusedError ConnectionResetError RemoteProtocolError ReadError "
+    "ClientPayloadError ServerDisconnectedError ClientConnectorError ClientOSError".split()
 )
 
 
 def _message(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc)
-    # LiteLLM prefixes "litellm.XError: XError: OpenAIException - ..." and
-    # appends help text; keep the first line, without the class prefixes.
+    # LiteLLM prefixes "litellm.XError: XError: OpenAIException - ..." and appends help text;
+    # keep the first line, without the class prefixes.
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    for prefix in ("litellm.",):
-        if first.startswith(prefix):
-            first = first.split(": ", 1)[-1]
+    if first.startswith("litellm."):
+        first = first.split(": ", 1)[-1]
     return redact(first)
 
 
@@ -383,13 +403,9 @@ def map_exception(
 ) -> ProviderError:
     """Translate any exception of one attempt on ``provider`` into a :class:`ProviderError`.
 
-    A connection that could not be made, a rejected key and a model the
-    server does not have say where and what to check next; LiteLLM's own text
-    stays in the ``__cause__``.
-
-    ``status_code`` is the provider's HTTP status when it sent one: LiteLLM
-    also makes statuses up (500 for a refused connection, 408 for a timeout),
-    and those are dropped.
+    A connection that could not be made, a rejected key and a model the server does not have say
+    where and what to check next; LiteLLM's own text stays in the ``__cause__``. ``status_code`` is
+    the provider's HTTP status when it sent one (LiteLLM's made-up 500s and 408s are dropped).
     """
     if isinstance(exc, ProviderError):
         return exc
@@ -412,11 +428,8 @@ def map_exception(
         isinstance(exc, llm_errors.InternalServerError) and any(m in message for m in _CONNECTION_MARKERS)
     ):
         if names & _REFUSED or "Cannot connect" in message:
-            return ProviderConnectionError(
-                name,
-                f"cannot connect to {_where(provider)}: is the server running? "
-                "(`sarai-llm health` checks every provider)",
-            )
+            hint = "is the server running? (`sarai-llm health` checks every provider)"
+            return ProviderConnectionError(name, f"cannot connect to {_where(provider)}: {hint}")
         return ProviderConnectionError(name, f"the connection to {_where(provider)} broke: {message}")
     if status == 404 and model:
         setting = api_key_env(provider).removesuffix("API_KEY") + ("EMBED_MODEL" if embedding else "MODEL")
