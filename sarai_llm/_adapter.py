@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 if TYPE_CHECKING:
     from .config import ProviderConfig
 
-__all__ = ["Adapter", "Attempt", "ChatResult", "Completion", "Embeddings", "StreamState", "Usage", "no_usage"]
+__all__ = [
+    "USAGE_KEYS",
+    "Adapter",
+    "Attempt",
+    "ChatResult",
+    "Completion",
+    "Embeddings",
+    "StreamState",
+    "ToolCall",
+    "Usage",
+    "no_usage",
+]
 
 
 class Usage(TypedDict):
@@ -24,36 +35,65 @@ class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int
+    """Prompt tokens the provider served from its own prompt cache."""
+    reasoning_tokens: int
+    """Completion tokens spent on reasoning."""
+
+
+class ToolCall(TypedDict):
+    """A tool call in OpenAI's shape: ``{"id", "type": "function", "function": {"name", "arguments"}}``.
+
+    ``arguments`` is JSON text, as the model wrote it.
+    """
+
+    id: str
+    type: str
+    function: dict[str, str]
 
 
 class ChatResult(TypedDict):
-    """What ``chat`` returns: a plain dict with these keys (hits included)."""
+    """What ``chat`` returns (and a stream's ``.result``): a plain dict with these keys, hits included."""
 
     content: str
     model: str
     provider: str
     usage: Usage
     finish_reason: str | None
+    """``"tool_calls"`` when the model called tools."""
     cached: bool
     coalesced: bool
     latency_ms: float
     cost_usd: float
+    tool_calls: list[ToolCall]
+    """Empty when the model called no tool."""
+    reasoning_content: str | None
+    """The model's reasoning text when the provider returns one."""
+    parsed: Any
+    """With ``response_format=``: a pydantic model class's validated instance, or a JSON schema's value."""
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
 
 
 def no_usage() -> dict[str, int]:
     """Usage of an answer whose provider reported none."""
-    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return dict.fromkeys(USAGE_KEYS, 0)
 
 
 @dataclass(slots=True)
 class Completion:
-    """A complete chat answer."""
+    """A complete chat answer, as one attempt received it."""
 
     content: str
     model: str
     usage: dict[str, int]
+    """The keys of :class:`Usage`."""
     finish_reason: str | None
     cost_usd: float = 0.0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """:class:`ToolCall` dicts, in the order the model made them."""
+    reasoning_content: str | None = None
 
     def entry(self, provider: str) -> dict[str, Any]:
         """The answer as the cache keeps it: what a hit replays (its cost too: a hit knows what it saved)."""
@@ -64,6 +104,8 @@ class Completion:
             "usage": self.usage,
             "finish_reason": self.finish_reason,
             "cost_usd": self.cost_usd,
+            "tool_calls": self.tool_calls,
+            "reasoning_content": self.reasoning_content,
         }
 
 
@@ -83,7 +125,12 @@ class StreamState:
     model: str = ""
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    """The keys of :class:`Usage`, once the provider reported them."""
     cost_usd: float = 0.0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """:class:`ToolCall` dicts assembled from the deltas (their ``arguments`` joined), by index."""
+    reasoning_content: str | None = None
+    """The reasoning deltas joined, when the provider sent any."""
 
 
 @dataclass(slots=True)

@@ -53,6 +53,11 @@ class Request:
     key: str | None
     deadline: float | None
 
+    @property
+    def response_format(self) -> Any:
+        """What the answer's text must parse as (``result["parsed"]``), or ``None``."""
+        return self.params.get("response_format")
+
 
 def resolve(config: GatewayConfig, provider: str | None, *, embedding: bool = False) -> list[ProviderConfig]:
     """The providers a call tries, in order; only usable ones, and for ``embedding`` only those that embed.

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from ._adapter import Attempt
+from ._adapter import Attempt, no_usage
 from ._chain import ProviderChain, Request, Route, resolve
 from ._coalesce import Flights
 from ._embeddings import embed_texts
-from ._streams import stream
+from ._streams import ChatStream
+from ._structured import key_form, parse
 from ._validate import check_call, check_messages, check_options, check_sendable, check_shared, check_texts
 from .cache import KeyMaker, ResponseCache, Store, default_cache_dir, store_factory
 from .config import GatewayConfig
@@ -36,12 +37,13 @@ from .observe import Events, GatewayMetrics, Observer, observers_for
 from .supply_chain import check_litellm
 
 if TYPE_CHECKING:
-    from ._adapter import Adapter, ChatResult, Completion
+    from ._adapter import Adapter, ChatResult, Completion, ToolCall
     from .config import ProviderConfig
 
 __all__ = ["Gateway"]
 
 _perf = time.perf_counter
+_NO_USAGE = no_usage()
 
 
 class Gateway:
@@ -149,11 +151,11 @@ class Gateway:
         route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            key = route.keys.key((model, messages, temperature, max_tokens, provider_kwargs))
+            key = _key(route, model, messages, temperature, max_tokens, provider_kwargs)
             hit = self.cache.get(key, count_miss=False) if key is not None else None  # type: ignore[union-attr]
             if hit is not None:  # the hot path: a valid request was cached, so no check is needed
                 self.events.request()
-                return self._answered(hit, True, False, started, caller)
+                return self._answered(hit, True, False, started, caller, provider_kwargs.get("response_format"))
         request = self._request(
             route, messages, model, temperature, max_tokens, use_cache, caller, deadline, provider_kwargs, key
         )
@@ -164,7 +166,7 @@ class Gateway:
                 answer = await flight.follow()  # None: its leader gave up, so lead
                 if answer is not None:
                     self._coalesced()
-                    return self._answered(answer, True, True, started, caller)
+                    return self._answered(answer, True, True, started, caller, request.response_format)
             flight = self._flights.lead(key)
             try:
                 check_sendable(request.messages)
@@ -174,7 +176,7 @@ class Gateway:
                 raise
             self._store(request, answer)
             self._flights.land(key, flight, answer)
-            return self._answered(answer, False, False, started, caller)
+            return self._answered(answer, False, False, started, caller, request.response_format)
         except BaseException:
             self.events.call_failed(caller)
             raise
@@ -191,7 +193,7 @@ class Gateway:
         caller: str | None = None,
         deadline: float | None = None,
         **provider_kwargs: Any,
-    ) -> AsyncIterator[str]:
+    ) -> ChatStream:
         """Stream a chat answer as text pieces; see :func:`sarai_llm.stream_chat`.
 
         Everything is checked here, at the call site, before the iterator is returned.
@@ -200,12 +202,12 @@ class Gateway:
         route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            key = route.keys.key((model, messages, temperature, max_tokens, provider_kwargs))
+            key = _key(route, model, messages, temperature, max_tokens, provider_kwargs)
         request = self._request(
             route, messages, model, temperature, max_tokens, use_cache, caller, deadline, provider_kwargs, key
         )
         check_sendable(request.messages)  # streams are not the microsecond path
-        return stream(self, request)
+        return ChatStream(self, request)
 
     def _request(
         self,
@@ -236,6 +238,8 @@ class Gateway:
         async def attempt(provider: ProviderConfig, model: str) -> Completion:
             started = _perf()
             completion = await adapter.complete(Attempt(provider, model, request.params, request.messages))
+            if request.response_format is not None and not completion.tool_calls:
+                parse(request.response_format, completion.content, provider.name)  # invalid: this attempt failed
             self.events.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
             return completion
 
@@ -287,7 +291,13 @@ class Gateway:
         self.events.coalesced_hit()
 
     def _answered(
-        self, answer: Mapping[str, Any], cached: bool, coalesced: bool, started: float, caller: str | None
+        self,
+        answer: Mapping[str, Any],
+        cached: bool,
+        coalesced: bool,
+        started: float,
+        caller: str | None,
+        response_format: Any = None,
     ) -> ChatResult:
         """A fresh result dict (mutating it never changes the cache), counted.
 
@@ -297,17 +307,22 @@ class Gateway:
         latency_ms = (_perf() - started) * 1000.0
         cost = answer.get("cost_usd") or 0.0
         spent, saved = (0.0, cost) if cached else (cost, 0.0)
-        provider, model = answer["provider"], answer["model"]
+        provider, model, content = answer["provider"], answer["model"], answer["content"]
+        # Entries cached before tool calls and token details were kept lack them: the defaults fill in.
+        tool_calls = answer.get("tool_calls")
         result: ChatResult = {
-            "content": answer["content"],
+            "content": content,
             "model": model,
             "provider": provider,
-            "usage": {**answer["usage"]},  # type: ignore[typeddict-item]
+            "usage": {**_NO_USAGE, **answer["usage"]},  # type: ignore[typeddict-item]
             "finish_reason": answer["finish_reason"],
             "cached": cached,
             "coalesced": coalesced,
             "latency_ms": latency_ms,
             "cost_usd": spent,
+            "tool_calls": _copies(tool_calls) if tool_calls else [],
+            "reasoning_content": answer.get("reasoning_content"),
+            "parsed": None if response_format is None or tool_calls else parse(response_format, content, provider),
         }
         self.events.answered(
             provider, model, cached=cached, latency_ms=latency_ms, caller=caller, cost_usd=spent, saved_usd=saved
@@ -398,3 +413,23 @@ def _open_cache(
         clock=clock or time.time,
         store=store,
     )
+
+
+def _key(
+    route: Route,
+    model: str | None,
+    messages: Any,
+    temperature: float,
+    max_tokens: int | None,
+    kwargs: dict[str, Any],
+) -> str | None:
+    """The cache key of a chat on ``route`` (``None``: not cacheable); a pydantic ``response_format`` by its schema."""
+    response_format = kwargs.get("response_format")
+    if response_format is not None:
+        kwargs = {**kwargs, "response_format": key_form(response_format)}
+    return route.keys.key((model, messages, temperature, max_tokens, kwargs))  # type: ignore[union-attr]
+
+
+def _copies(tool_calls: list[dict[str, Any]]) -> list[ToolCall]:
+    """Fresh tool-call dicts: changing a result never changes the cache."""
+    return [cast("ToolCall", {**call, "function": {**call["function"]}}) for call in tool_calls]

@@ -10,33 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from ._adapter import Attempt, Completion, StreamState, no_usage
 from ._chain import Request, within
 from ._coalesce import Flight
-from .errors import ProviderConnectionError, ProviderError, StreamInterruptedError
+from ._structured import parse
+from .errors import ProviderConnectionError, ProviderError, ProviderResponseError, StreamInterruptedError
 
 if TYPE_CHECKING:
+    from ._adapter import ChatResult
     from ._gateway import Gateway
     from .config import ProviderConfig
 
-__all__ = ["stream"]
+__all__ = ["ChatStream"]
 
 _perf = time.perf_counter
 
 
-async def stream(gw: Gateway, request: Request) -> AsyncGenerator[str, None]:
+class ChatStream:
+    """What ``stream_chat`` returns: ``async for piece in it`` gives the text pieces (tool-call deltas never).
+
+    Once the iteration has ended, :attr:`result` is the dict ``chat`` returns
+    (the text joined, ``tool_calls`` assembled, usage, ``cached``, ...); a
+    replayed stream's is the cached one. ``aclose()`` stops it early (nothing
+    is cached then).
+    """
+
+    __slots__ = ("_pieces", "result")
+
+    def __init__(self, gw: Gateway, request: Request):
+        self.result: ChatResult | None = None
+        """``None`` until the stream ended."""
+        self._pieces = _stream(gw, request, self)
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    def __anext__(self) -> Awaitable[str]:
+        return self._pieces.__anext__()  # the generator's own awaitable: no extra frame per piece
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop the stream and close its upstream connection."""
+        return self._pieces.aclose()
+
+
+async def _stream(gw: Gateway, request: Request, out: ChatStream) -> AsyncGenerator[str, None]:
     """The pieces of ``request``: replayed from the cache, followed from a flight, or led upstream."""
-    started, key = _perf(), request.key
+    started, key, response_format = _perf(), request.key, request.response_format
     if key is not None:
         hit = gw.cache.get(key)  # type: ignore[union-attr]
         if hit is not None:  # a stream's entry replays its pieces; a chat's entry is one piece
             for piece in hit.get("chunks") or ([hit["content"]] if hit["content"] else []):
                 yield piece
-            gw._answered(hit, True, False, started, request.caller)
+            out.result = gw._answered(hit, True, False, started, request.caller, response_format)
             return
     delivered = 0
     try:
@@ -54,23 +83,23 @@ async def stream(gw: Gateway, request: Request) -> AsyncGenerator[str, None]:
                     raise StreamInterruptedError(flight.provider, delivered, cause) from None
                 continue  # nothing received yet: ask upstream ourselves
             gw._coalesced()
-            gw._answered(flight.answer.result(), True, True, started, request.caller)
+            out.result = gw._answered(flight.answer.result(), True, True, started, request.caller, response_format)
             return
         flight = gw._flights.lead(key, streaming=True)
-        out: list[dict[str, Any]] = []
+        answers: list[dict[str, Any]] = []
         try:
-            async with aclosing(_upstream(gw, request, flight, out)) as pieces:
+            async with aclosing(_upstream(gw, request, flight, answers)) as pieces:
                 async for piece in pieces:
                     yield piece
         except BaseException as exc:
             gw._flights.land(key, flight, error=exc)
             raise
-        gw._store(request, out[0])
-        gw._flights.land(key, flight, out[0])
+        gw._store(request, answers[0])
+        gw._flights.land(key, flight, answers[0])
     except Exception:
         gw.events.call_failed(request.caller)
         raise
-    gw._answered(out[0], False, False, started, request.caller)
+    out.result = gw._answered(answers[0], False, False, started, request.caller, response_format)
 
 
 async def _upstream(
@@ -120,9 +149,18 @@ async def _upstream(
     finally:  # also when the consumer stops early: close upstream now, not at collection
         await rest.aclose()
         await pieces.aclose()
+    content, tool_calls = "".join(chunks), state.tool_calls
+    if request.response_format is not None and not tool_calls:
+        try:
+            parse(request.response_format, content, name)
+        except ProviderResponseError as exc:  # after its pieces, a stream cannot fall back: nothing is cached
+            events.failure(name, model, (_perf() - opened_at) * 1000.0, exc)
+            raise StreamInterruptedError(name, len(chunks), exc) from exc
     events.success(name, model, (_perf() - opened_at) * 1000.0, state.usage)
+    usage, finish = {**no_usage(), **state.usage}, state.finish_reason
     answer = Completion(
-        "".join(chunks), state.model or model, state.usage or no_usage(), state.finish_reason, state.cost_usd
-    ).entry(name)
-    answer["chunks"] = chunks
-    out.append(answer)
+        content, state.model or model, usage, finish, state.cost_usd, tool_calls, state.reasoning_content
+    )
+    entry = answer.entry(name)
+    entry["chunks"] = chunks
+    out.append(entry)

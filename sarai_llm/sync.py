@@ -16,7 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -145,19 +145,42 @@ embed_sync = _blocking(_api.embed)
 health_check_sync = _blocking(_api.health_check)
 
 
-def stream_chat_sync(*args: Any, **kwargs: Any) -> Iterator[str]:
-    """Blocking :func:`sarai_llm.stream_chat`: ``for piece in stream_chat_sync(...)``.
+def stream_chat_sync(*args: Any, **kwargs: Any) -> BlockingStream:
+    """Blocking :func:`sarai_llm.stream_chat`: ``for piece in stream_chat_sync(...)``; ``.result`` once it ended.
 
     Arguments are checked before iteration. Breaking out of the loop (or closing the iterator)
     closes the upstream stream; nothing is cached then.
     """
-    return _iterate(_api.stream_chat(*args, **kwargs))
+    return BlockingStream(_api.stream_chat(*args, **kwargs))
 
 
 stream_chat_sync.__wrapped__ = _api.stream_chat  # type: ignore[attr-defined]  # its signature, for help()
 
 
-def _iterate(stream: AsyncIterator[str]) -> Iterator[str]:
+class BlockingStream:
+    """The pieces of a stream, each waited for; :attr:`result` as the async stream's once it ended."""
+
+    def __init__(self, stream: AsyncIterator[str]):
+        self._stream = stream
+        self._pieces = _iterate(stream)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        """Stop the stream and close its upstream connection."""
+        self._pieces.close()
+
+    @property
+    def result(self) -> Any:
+        """The dict ``chat`` returns, once the iteration has ended; ``None`` before."""
+        return getattr(self._stream, "result", None)
+
+
+def _iterate(stream: AsyncIterator[str]) -> Generator[str, None, None]:
     async def step() -> str | None:
         try:
             return await anext(stream)

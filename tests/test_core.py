@@ -159,7 +159,13 @@ async def test_chat_returns_the_contract_dict(upstream: Any) -> None:
     assert r["content"] == "pong"
     assert r["provider"] == "local"
     assert r["model"] == "stub"
-    assert r["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert r["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 2,
+        "total_tokens": 7,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     assert r["finish_reason"] == "stop"
     assert r["cached"] is False
     assert isinstance(r["latency_ms"], float)

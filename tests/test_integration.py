@@ -5,10 +5,12 @@ The model is tiny: these tests assert structure, not wording.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import sarai_llm
 
@@ -128,3 +130,28 @@ async def test_health_check_live_and_dead(local_model: Any, dead_url: str) -> No
     assert time.monotonic() - started < 3
     detailed = await sarai_llm.health_check(detailed=True)
     assert detailed["ollama"]["error"] and detailed["local"]["error"] is None
+
+
+async def test_json_schema_answer_of_the_real_model(local_model: Any) -> None:
+    # llama-server turns the schema into a grammar: even a 135M model answers with matching JSON.
+    sarai_llm.get_gateway({"primary_provider": "local", **PROVIDER_SETTINGS["local"](local_model)})
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    r = await sarai_llm.chat(MESSAGES, max_tokens=40, temperature=0.0, response_format=response_format)
+    check_answer(r, "local")
+    value = json.loads(r["content"])
+    assert isinstance(value, dict) and isinstance(value["answer"], str)
+    assert r["parsed"] == value  # the pipeline's own parse of the same text
+    again = await sarai_llm.chat(MESSAGES, max_tokens=40, temperature=0.0, response_format=response_format)
+    assert again["cached"] is True and again["parsed"] == value
+
+
+async def test_a_pydantic_class_as_response_format_on_the_real_model(local_model: Any) -> None:
+    class Greeting(BaseModel):
+        answer: str
+
+    sarai_llm.get_gateway({"primary_provider": "local", **PROVIDER_SETTINGS["local"](local_model)})
+    r = await sarai_llm.chat(MESSAGES, max_tokens=40, temperature=0.0, response_format=Greeting)
+    assert isinstance(r["parsed"], Greeting) and isinstance(r["parsed"].answer, str)
+    again = await sarai_llm.chat(MESSAGES, max_tokens=40, temperature=0.0, response_format=Greeting)
+    assert again["cached"] is True and again["parsed"] == r["parsed"] and again["parsed"] is not r["parsed"]

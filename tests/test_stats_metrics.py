@@ -128,12 +128,16 @@ async def test_scripted_sequence_every_number(upstream: Any, dead_url: str) -> N
         ("providers", "local", "prompt_tokens"): 15,  # the stub reports 5 + 2 per answer
         ("providers", "local", "completion_tokens"): 6,
         ("providers", "local", "total_tokens"): 21,
+        ("providers", "local", "cached_tokens"): 0,  # the stub reports no token details
+        ("providers", "local", "reasoning_tokens"): 0,
         ("providers", "ollama", "requests"): 2,
         ("providers", "ollama", "errors"): 2,
         ("providers", "ollama", "error_rate"): 1.0,
         ("providers", "ollama", "prompt_tokens"): 0,
         ("providers", "ollama", "completion_tokens"): 0,
         ("providers", "ollama", "total_tokens"): 0,
+        ("providers", "ollama", "cached_tokens"): 0,
+        ("providers", "ollama", "reasoning_tokens"): 0,
         ("callers", "rag", "requests"): 3,
         ("callers", "rag", "cache_hits"): 1,
         ("callers", "rag", "errors"): 1,

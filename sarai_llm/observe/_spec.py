@@ -6,6 +6,9 @@ import os
 
 FIRST_TOKEN_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds, in seconds, of the time-to-first-token histogram (``+Inf`` implied)."""
+TOKEN_KINDS = ("prompt", "completion", "cached", "reasoning")
+"""The ``type`` label of ``llm_gateway_tokens``; ``usage[f"{kind}_tokens"]``. Cached tokens are prompt tokens the
+provider served from its prompt cache; reasoning tokens are completion tokens spent reasoning."""
 LATENCY_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, *FIRST_TOKEN_BUCKETS, 120.0, 300.0)
 """Upper bounds, in seconds, of the call-latency histogram (``+Inf`` implied): a hit's 100 us to a 300 s timeout."""
 
@@ -17,7 +20,7 @@ errors counter provider,error_type Failed upstream attempts, by error type.
 fallbacks counter from_provider,to_provider Calls answered by a provider other than the head of their chain.
 latency_seconds histogram provider,cached Seconds from call to answer; cached=true for cache hits.
 time_to_first_token_seconds histogram provider Seconds from a stream's attempt to its first piece.
-tokens counter provider,model,type Tokens reported by providers (type: prompt or completion).
+tokens counter provider,model,type Tokens reported by providers (type: prompt, completion, cached, reasoning).
 cache_hits counter - Cache lookups that hit.
 cache_misses counter - Cache lookups that missed.
 cache_evictions counter - Entries evicted from the cache (LRU).

@@ -8,7 +8,8 @@ from typing import Any, TypeAlias
 __all__ = ["EVENTS", "Events", "Observer", "Usage"]
 
 Usage: TypeAlias = Mapping[str, int] | None
-"""Tokens a provider reported (``prompt_tokens``, ``completion_tokens``, ``total_tokens``), or ``None``."""
+"""Tokens a provider reported (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cached_tokens``,
+``reasoning_tokens``), or ``None``."""
 
 
 class Observer:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .._log import log
-from ._spec import BUCKETS, HELP, LABELS, SPECS, error_type
+from ._spec import BUCKETS, HELP, LABELS, SPECS, TOKEN_KINDS, error_type
 from .events import Observer, Usage
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ class ProcessMetrics(Observer):
 
     def success(self, provider: str, model: str, latency_ms: float, usage: Usage, *, operation: str = "chat") -> None:
         if usage:
-            self.metrics.tokens.labels(provider, model, "prompt").inc(usage.get("prompt_tokens") or 0)
-            self.metrics.tokens.labels(provider, model, "completion").inc(usage.get("completion_tokens") or 0)
+            for kind in TOKEN_KINDS:
+                self.metrics.tokens.labels(provider, model, kind).inc(usage.get(f"{kind}_tokens") or 0)
 
     def first_token(self, provider: str, seconds: float) -> None:
         self.metrics.time_to_first_token_seconds.labels(provider).observe(seconds)

@@ -10,7 +10,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._log import log
-from ._spec import HELP, KINDS, LABELS, METRIC_NAMES, multiprocess_dir
+from ._spec import HELP, KINDS, LABELS, METRIC_NAMES, TOKEN_KINDS, multiprocess_dir
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -27,7 +27,7 @@ StatusSource: TypeAlias = "Callable[[], dict[str, Any] | None] | None"
 DEFAULT_METRICS_HOST = "127.0.0.1"
 """Address the metrics endpoint binds to unless configured (loopback only)."""
 
-_TOKENS = ((0, "prompt"), (1, "completion"))
+_TOKENS = tuple(enumerate(TOKEN_KINDS))
 _lock = threading.Lock()  # guards both:
 _shared_owner: dict[int, GatewayMetrics] = {}  # id(shared registry) -> the collector registered there
 _servers: dict[tuple[str, int], MetricsServer] = {}  # endpoints of LLM_GATEWAY_METRICS_PORT, by (host, port)

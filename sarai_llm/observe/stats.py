@@ -8,7 +8,7 @@ from collections import deque
 from itertools import accumulate
 from typing import Any
 
-from ._spec import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, error_type
+from ._spec import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, TOKEN_KINDS, error_type
 from .events import Observer, Usage
 
 __all__ = ["Buckets", "ProviderStats", "Stats"]
@@ -42,10 +42,11 @@ _BOUNDS_MS = Buckets(LATENCY_BUCKETS, 1000.0).scaled  # a hit observes milliseco
 class ProviderStats:
     """Attempts, errors, latencies (milliseconds, the last 1000) and tokens of one provider."""
 
-    __slots__ = ("completion_tokens", "errors", "latencies_ms", "prompt_tokens", "requests")
+    __slots__ = ("errors", "latencies_ms", "requests", "tokens")
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.prompt_tokens = self.completion_tokens = 0
+        self.requests = self.errors = 0
+        self.tokens = [0, 0, 0, 0]  # TOKEN_KINDS: prompt, completion, cached, reasoning
         self.latencies_ms: deque[float] = deque(maxlen=1000)
 
     def snapshot(self) -> dict[str, Any]:
@@ -57,9 +58,11 @@ class ProviderStats:
             "error_rate": errors / requests if requests else 0.0,
             "latency_p50_ms": _percentile(ordered, 0.50),
             "latency_p95_ms": _percentile(ordered, 0.95),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens": self.tokens[0],
+            "completion_tokens": self.tokens[1],
+            "total_tokens": self.tokens[0] + self.tokens[1],
+            "cached_tokens": self.tokens[2],
+            "reasoning_tokens": self.tokens[3],
         }
 
 
@@ -78,7 +81,7 @@ class Stats(Observer):
         self.attempts: dict[tuple[str, str], int] = {}  # (provider, model) -> attempts
         self.error_types: dict[tuple[str, str], int] = {}  # (provider, error_type(exc)) -> failures
         self.fallbacks: dict[tuple[str, str], int] = {}  # (head, answering provider) -> calls
-        self.tokens: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> [prompt, completion]
+        self.tokens: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> counts by TOKEN_KINDS
         self.call_latency: dict[str, Buckets] = {}  # answering provider -> ms (upstream answers)
         self.hit_latency: dict[str, Buckets] = {}  # provider of the cached answer -> ms (cache hits)
         self.first_token_latency: dict[str, Buckets] = {}  # provider -> seconds to a stream's first piece
@@ -108,12 +111,11 @@ class Stats(Observer):
         stats = self.provider(provider)
         stats.latencies_ms.append(latency_ms)
         if usage:
-            prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-            stats.prompt_tokens += prompt
-            stats.completion_tokens += completion
-            row = self.tokens.setdefault((provider, model), [0, 0])
-            row[0] += prompt
-            row[1] += completion
+            totals, row = stats.tokens, self.tokens.setdefault((provider, model), [0, 0, 0, 0])
+            for i, kind in enumerate(TOKEN_KINDS):
+                count = usage.get(f"{kind}_tokens") or 0
+                totals[i] += count
+                row[i] += count
 
     def first_token(self, provider: str, seconds: float) -> None:
         table = self.first_token_latency
