@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
+import json
 import math
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ._adapter import Attempt, ChatResult, Completion, Embeddings, StreamState
+from ._adapter import Attempt, ChatResult, Completion, Embeddings, StreamState, no_usage
 from ._gateway import Gateway
 from ._script import FakeCall, Reply, all_providers_failed
 from ._validate import check_call, check_messages, check_shared, check_texts
@@ -19,11 +21,16 @@ from .cache import MemoryStore
 from .config import GatewayConfig, ProviderConfig
 from .errors import AllProvidersFailedError, InvalidRequestError, ProviderError, StreamInterruptedError
 
+if TYPE_CHECKING:
+    from ._streams import ChatStream
+
 __all__ = ["FakeGateway"]
 
 # The call being answered: set around each step of a call, read by the scripted provider.
 _CALL: ContextVar[FakeCall | None] = ContextVar("sarai_llm_fake_call", default=None)
-_REPLY_KEYS = frozenset({"content", "model", "usage", "finish_reason", "cost_usd", "chunks", "error"})
+_REPLY_KEYS = frozenset(
+    {"content", "model", "usage", "finish_reason", "cost_usd", "chunks", "error", "tool_calls", "reasoning_content"}
+)
 _SIGNATURES = {name: inspect.signature(getattr(Gateway, name)) for name in ("chat", "stream_chat", "embed")}
 _Messages = Sequence[Mapping[str, Any]]
 _UNRECORDED, _OPTIONS = ("self", "provider_kwargs"), ("caller", "deadline")  # options recorded when given
@@ -64,6 +71,7 @@ class FakeGateway(Gateway):
         self.provider, self.model = provider, model
         self.calls: list[FakeCall] = []
         self.closed = False
+        self._call_ids = itertools.count(1)  # scripted tool calls without an id: call_1, call_2, ...
 
     def __repr__(self) -> str:
         return f"FakeGateway(calls={len(self.calls)}, queued={len(self._queue)})"
@@ -105,9 +113,10 @@ class FakeGateway(Gateway):
         return [c.prompt for c in self.calls if c.method in ("chat", "stream_chat")]
 
     def reset(self) -> None:
-        """Forget the recorded calls and the queued replies."""
+        """Forget the recorded calls and the queued replies; tool call ids start again at ``call_1``."""
         self.calls.clear()
         self._queue.clear()
+        self._call_ids = itertools.count(1)
 
     async def chat(self, *args: Any, **kwargs: Any) -> ChatResult:
         """:meth:`Gateway.chat`, recorded."""
@@ -117,10 +126,10 @@ class FakeGateway(Gateway):
         finally:
             _CALL.reset(token)
 
-    def stream_chat(self, *args: Any, **kwargs: Any) -> AsyncIterator[str]:
-        """:meth:`Gateway.stream_chat`, recorded."""
+    def stream_chat(self, *args: Any, **kwargs: Any) -> ChatStream:
+        """:meth:`Gateway.stream_chat`, recorded; the stream's other attributes (``.result``) are the real one's."""
         call = self._record("stream_chat", args, kwargs)
-        return _answering(call, super().stream_chat(*args, **kwargs))
+        return cast("ChatStream", _Answering(call, super().stream_chat(*args, **kwargs)))  # a ChatStream by duck typing
 
     async def embed(self, *args: Any, **kwargs: Any) -> list[float] | list[list[float]]:
         """:meth:`Gateway.embed`, recorded."""
@@ -209,14 +218,14 @@ class _ScriptedProvider:
     def _answer(self, model: str, messages: _Messages) -> tuple[dict[str, Any], Completion]:
         reply = self.fake._script(_CALL.get())
         content = str(reply.get("content", "".join(reply.get("chunks") or ())))
-        usage = reply.get("usage")
-        if not usage:
-            prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
-            completion = len(content.split())
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        model = reply.get("model") or model
-        cost = float(reply.get("cost_usd") or 0.0)
-        return reply, Completion(content, model, dict(usage), reply.get("finish_reason", "stop"), cost)
+        scripted = reply.get("usage")
+        usage = {**no_usage(), **(scripted or _words(messages, content))}  # the two details 0 unless scripted
+        if not scripted or "total_tokens" not in scripted:
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        tool_calls = [_tool_call(c, self.fake._call_ids) for c in reply.get("tool_calls") or ()]
+        finish = reply.get("finish_reason", "tool_calls" if tool_calls else "stop")
+        cost, reasoning = float(reply.get("cost_usd") or 0.0), reply.get("reasoning_content")
+        return reply, Completion(content, reply.get("model") or model, usage, finish, cost, tool_calls, reasoning)
 
     async def complete(self, attempt: Attempt) -> Completion:
         reply, completion = self._answer(attempt.model, attempt.messages)
@@ -229,11 +238,12 @@ class _ScriptedProvider:
         chunks = reply.get("chunks")
         chunks = re.findall(r"\S+\s*|\s+", completion.content) if chunks is None else chunks
         state.model, state.usage, state.cost_usd = completion.model, completion.usage, completion.cost_usd
+        state.reasoning_content = completion.reasoning_content  # reasoning comes first, then the text
         for piece in chunks:
             yield piece
         if reply.get("error") is not None:
             raise reply["error"]
-        state.finish_reason = completion.finish_reason
+        state.tool_calls, state.finish_reason = completion.tool_calls, completion.finish_reason
 
     async def embed(self, attempt: Attempt) -> Embeddings:
         texts, make = attempt.texts, self.fake.embedding
@@ -241,28 +251,49 @@ class _ScriptedProvider:
             raise make
         vectors = [[float(x) for x in (make(t) if make else _vector(t, self.fake.dimensions))] for t in texts]
         words = sum(len(t.split()) for t in texts)
-        return Embeddings(vectors, {"prompt_tokens": words, "completion_tokens": 0, "total_tokens": words})
+        return Embeddings(vectors, {**no_usage(), "prompt_tokens": words, "total_tokens": words})
 
     async def close_connections(self) -> None:
         """Nothing to close."""
 
 
-async def _answering(call: FakeCall, stream: AsyncIterator[str]) -> AsyncGenerator[str, None]:
-    """``stream``, with ``call`` as the call being answered at each step (each may run in its own task)."""
-    try:
-        while True:
-            token = _CALL.set(call)
-            try:
-                piece = await anext(stream)
-            except StopAsyncIteration:
-                return
-            finally:
-                _CALL.reset(token)
-            yield piece
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+class _Answering(AsyncIterator[str]):
+    """``stream``, with ``call`` as the call being answered at each step (each may run in its own task).
+
+    Any other attribute (``.result``, ``aclose``) is the stream's own.
+    """
+
+    def __init__(self, call: FakeCall, stream: AsyncIterator[str]) -> None:
+        self._call, self._stream = call, stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def __anext__(self) -> str:
+        token = _CALL.set(self._call)
+        try:
+            return await anext(self._stream)
+        finally:
+            _CALL.reset(token)
+
+
+def _words(messages: _Messages, content: str) -> dict[str, int]:
+    """Usage counted in words: the messages' text (of text parts too), and the answer."""
+    parts = [[m.get("content")] if not isinstance(m.get("content"), list) else m["content"] for m in messages]
+    texts = (p.get("text") if isinstance(p, Mapping) else p for each in parts for p in each)
+    prompt = sum(len(str(t or "").split()) for t in texts)
+    return {"prompt_tokens": prompt, "completion_tokens": len(content.split())}
+
+
+def _tool_call(call: Mapping[str, Any], ids: Iterator[int]) -> dict[str, Any]:
+    """A scripted tool call in OpenAI's shape: the next ``call_<n>`` as ``id`` when omitted, dict arguments as JSON."""
+    function = dict(call.get("function") or {})
+    if not isinstance(function.get("name"), str):
+        raise TypeError(f"a scripted tool call needs function.name: {{'function': {{'name': ..., ...}}}}, got {call!r}")
+    arguments = function.get("arguments", "{}")
+    function["arguments"] = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    call_id, kind = call.get("id") or f"call_{next(ids)}", call.get("type", "function")
+    return {**call, "id": call_id, "type": kind, "function": function}
 
 
 def _instantiate(error: type[BaseException]) -> BaseException:

@@ -34,9 +34,12 @@ class FakeCall:
 
 Reply = str | Mapping[str, Any] | BaseException | type[BaseException] | Callable[[FakeCall], Any]
 """A scripted chat answer: the ``content`` as a ``str``; a mapping of what the provider answers
-(``content``, ``model``, ``usage``, ``finish_reason``, ``cost_usd``; ``"chunks": [...]``, the pieces
+(``content``, ``model``, ``usage``, ``finish_reason``, ``cost_usd``, ``reasoning_content``;
+``tool_calls`` in OpenAI's shape, ids ``call_1``, ``call_2``, ... when omitted, ``arguments`` as JSON
+text or a dict, ``finish_reason`` ``"tool_calls"`` unless scripted; ``"chunks": [...]``, the pieces
 ``stream_chat`` yields, and ``"error"``, an exception raised after them: a cut stream); an exception
 (instance or class) the attempt raises; or a function of the :class:`FakeCall` returning one of these.
+Usage not scripted is counted in words; ``cached_tokens`` and ``reasoning_tokens`` are 0 unless scripted.
 """
 
 

@@ -53,8 +53,24 @@ def test_chat_json_prints_the_result_dict(stub: Any, capsys: pytest.CaptureFixtu
     result = json.loads(out)
     assert result["content"] == "hola, mundo"
     assert result["provider"] == "local" and result["model"] == "stub"
-    assert result["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "cached_tokens": 0, "reasoning_tokens": 0}
+    assert result["usage"] == usage
     assert result["cached"] is False and isinstance(result["latency_ms"], float)
+    assert (result["tool_calls"], result["reasoning_content"], result["parsed"]) == ([], None, None)
+    assert stub.requests[-1][1].get("stream") is not True  # --json waits for the whole result
+
+
+def test_chat_json_writes_a_pydantic_instance_as_its_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    from pydantic import BaseModel
+
+    from sarai_llm.cli import _commands
+
+    class Answer(BaseModel):
+        city: str
+        population: int
+
+    _commands._print(True, {"parsed": Answer(city="Lima", population=10), "content": "..."}, str)
+    assert json.loads(capsys.readouterr().out) == {"parsed": {"city": "Lima", "population": 10}, "content": "..."}
 
 
 def test_chat_options_reach_the_request(stub: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,6 +96,19 @@ def test_chat_reads_stdin(stub: Any, capsys: pytest.CaptureFixture[str], monkeyp
 
 def test_chat_stream(stub: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "chat", "--stream", "hola") == (0, "pong!\n", "")
+
+
+def test_chat_streams_on_a_terminal_unless_told_not_to(
+    stub: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, "chat", "--no-cache", "hola") == (0, "hola, mundo\n", "")  # piped: the whole answer
+    assert stub.requests[-1][1].get("stream") is not True
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert run(capsys, "chat", "--no-cache", "hola") == (0, "pong!\n", "")  # a terminal: piece by piece
+    assert stub.requests[-1][1]["stream"] is True
+    assert run(capsys, "chat", "--no-cache", "--no-stream", "hola") == (0, "hola, mundo\n", "")
+    assert json.loads(run(capsys, "chat", "--no-cache", "--json", "hola")[1])["content"] == "hola, mundo"
+    assert [body.get("stream") is True for _, body in stub.requests] == [False, True, False, False]
 
 
 def test_chat_stream_interrupted_exits_3(stub: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,6 +266,8 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str], monkeypatch: pyte
     assert run(capsys, "cache")[0] == 2
     code, _, err = run(capsys, "chat", "--stream", "--json", "x")
     assert code == 2 and err == "sarai-llm: error: --stream and --json cannot be combined\n"
+    code, _, err = run(capsys, "chat", "--stream", "--no-stream", "x")
+    assert code == 2 and "not allowed with argument --stream" in err
     _stdin(monkeypatch, "  \n")
     assert run(capsys, "chat") == (2, "", "sarai-llm: error: empty prompt on standard input\n")
 

@@ -1,7 +1,8 @@
-"""The examples in examples/ (the design document's three integrations) run end to end.
+"""The examples in examples/ (the design document's three integrations, and a tool-using agent) run end to end.
 
 Against the loopback stub (fast, in-process) and, marked ``integration``, as
-scripts against the real local model server (the one ``make demo`` starts).
+scripts against the real local model server (the one ``make demo`` starts);
+the agent against the fake gateway, which scripts the tool calls.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Any
 
 import pytest
 
+from sarai_llm.testing import FakeGateway
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ("reasoner", "rag", "chatbot")
 
 
 def _main(name: str) -> Any:
-    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=f"example_{name}")["main"]
+    return _example(name)["main"]
+
+
+def _example(name: str) -> dict[str, Any]:
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=f"example_{name}")
 
 
 @pytest.fixture
@@ -57,6 +64,53 @@ def test_chatbot_uses_templates_first(stub: Any, capsys: pytest.CaptureFixture[s
     assert out.count("[template,") == 2 and out.count("[llm,") == 1
     assert stub.count("/chat/completions") == 1
     assert stub.requests[-1][1]["max_tokens"] == 60
+
+
+def _call(name: str, arguments: str) -> dict[str, Any]:
+    return {"function": {"name": name, "arguments": arguments}}  # the fake gives ids: call_1, call_2, ...
+
+
+async def test_agent_runs_the_tools_and_feeds_their_results_back(fake_llm: FakeGateway) -> None:
+    fake_llm.queue(
+        {"tool_calls": [_call("add", '{"a": 19.5, "b": 22.5}')]},
+        {"tool_calls": [_call("lookup", '{"city": "Lima"}')]},
+        "42, and about 10 million people live in Lima.",
+    )
+
+    result = await _example("agent")["agent"]("19.5 + 22.5? People in Lima?")
+
+    assert result["answer"] == "42, and about 10 million people live in Lima." and result["steps"] == 3
+    first, second, third = fake_llm.calls_to("chat")
+    assert [t["function"]["name"] for t in first.kwargs["tools"]] == ["add", "lookup"]
+    assert first.messages is not None and first.messages[-1]["content"] == "19.5 + 22.5? People in Lima?"
+    assert second.messages is not None and second.messages[-2:] == [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", **_call(
+            "add", '{"a": 19.5, "b": 22.5}')}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "42.0"},
+    ]  # fmt: skip
+    assert third.messages is not None and third.messages[:-2] == second.messages  # the conversation grows
+    assert third.messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_2",
+        "content": "Lima is the capital of Peru; about 10 million people live in its metropolitan area.",
+    }
+
+
+def test_agent_script_prints_each_tool_and_its_result(
+    fake_llm: FakeGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.queue({"tool_calls": [_call("nope", "{}"), _call("add", '{"a": 1}')]}, "done")
+    assert _main("agent")(["Why?"]) == 0
+    out = capsys.readouterr().out
+    assert "tool nope({}) -> error: no tool named 'nope'" in out  # the model reads its mistakes
+    assert 'tool add({"a": 1}) -> error: bad arguments for add' in out and "answer:   done  (2 requests)" in out
+
+
+def test_agent_script_stops_at_max_steps(fake_llm: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_llm.respond_with(lambda call: {"tool_calls": [_call("add", '{"a": 1, "b": 2}')]})  # never a final answer
+    assert _main("agent")(["Loop"], max_steps=3) == 1
+    assert capsys.readouterr().err == "agent: no final answer after 3 steps (tools called: 3)\n"
+    assert len(fake_llm.calls_to("chat")) == 3
 
 
 @pytest.mark.parametrize("name", NAMES)

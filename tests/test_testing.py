@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import BaseModel
 
 import sarai_llm
 from sarai_llm.testing import FakeGateway, all_providers_failed, install_fake_gateway
 
 USER = [{"role": "user", "content": "hola"}]
+NO_DETAILS = {"cached_tokens": 0, "reasoning_tokens": 0}
 
 
 async def test_default_reply_and_result_shape(fake_llm: FakeGateway) -> None:
@@ -19,7 +21,9 @@ async def test_default_reply_and_result_shape(fake_llm: FakeGateway) -> None:
     assert result["content"] == "fake response"
     assert set(result) >= {"content", "model", "provider", "usage", "finish_reason", "cached", "latency_ms"}
     assert result["provider"] == "fake" and result["model"] == "fake-model" and result["cached"] is False
-    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, **NO_DETAILS}
+    assert (result["tool_calls"], result["reasoning_content"], result["parsed"]) == ([], None, None)
+    assert result["finish_reason"] == "stop"
 
 
 async def test_queue_is_consumed_in_order_then_default(fake_llm: FakeGateway) -> None:
@@ -29,7 +33,8 @@ async def test_queue_is_consumed_in_order_then_default(fake_llm: FakeGateway) ->
     first, second, third = [await sarai_llm.chat(USER) for _ in range(3)]
 
     assert (first["content"], second["content"], third["content"]) == ("one", "two", "fake response")
-    assert second["model"] == "m2" and second["usage"] == usage and second["finish_reason"] == "length"
+    assert second["model"] == "m2" and second["finish_reason"] == "length"
+    assert second["usage"] == {**usage, **NO_DETAILS}  # the details a provider did not report are 0
     assert all(r["cached"] is False for r in (first, second, third))  # no cache unless asked for
     assert fake_llm.pending == 0
 
@@ -38,6 +43,70 @@ async def test_reply_keys_are_what_a_provider_answers(fake_llm: FakeGateway) -> 
     fake_llm.queue({"content": "x", "cached": True})
     with pytest.raises(TypeError, match="cached"):
         await sarai_llm.chat(USER)
+
+
+ADD = {"function": {"name": "add", "arguments": {"a": 2, "b": 3}}}  # arguments as a dict: sent as JSON text
+LOOKUP = {"id": "call_x", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Lima"}'}}
+CALLS = [
+    {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}},
+    LOOKUP,
+]
+
+
+async def test_scripted_tool_calls_and_reasoning(fake_llm: FakeGateway) -> None:
+    usage = {"prompt_tokens": 4, "completion_tokens": 9, "reasoning_tokens": 6, "cached_tokens": 2}
+    fake_llm.queue({"tool_calls": [ADD, LOOKUP], "reasoning_content": "two tools", "usage": usage})
+    fake_llm.queue({"content": "5", "tool_calls": [ADD], "finish_reason": "stop"})
+
+    called = await sarai_llm.chat(USER, tools=[{"type": "function", "function": {"name": "add"}}])
+
+    assert called["tool_calls"] == CALLS and called["finish_reason"] == "tool_calls"
+    assert (called["content"], called["reasoning_content"]) == ("", "two tools")
+    assert called["usage"] == {**usage, "total_tokens": 13}
+    assert fake_llm.last_call.kwargs["tools"][0]["function"]["name"] == "add"  # recorded like any argument
+    scripted = await sarai_llm.chat(USER)
+    assert scripted["finish_reason"] == "stop"  # a scripted reason wins
+    assert scripted["tool_calls"][0]["id"] == "call_2"  # ids run on across replies, as a conversation needs
+    fake_llm.queue({"tool_calls": [{"function": {}}]})
+    with pytest.raises(TypeError, match=r"function\.name"):
+        await sarai_llm.chat(USER)
+
+
+async def test_a_stream_yields_text_only_and_keeps_the_rest_in_its_result(fake_llm: FakeGateway) -> None:
+    fake_llm.queue({"content": "let me check", "tool_calls": [ADD, LOOKUP], "reasoning_content": "hmm"})
+
+    stream = sarai_llm.stream_chat(USER)
+    assert [p async for p in stream] == ["let ", "me ", "check"]  # no tool-call text
+
+    result = stream.result  # type: ignore[attr-defined]
+    assert result["content"] == "let me check" and result["tool_calls"] == CALLS
+    assert result["finish_reason"] == "tool_calls" and result["reasoning_content"] == "hmm"
+    assert result["usage"] == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4, **NO_DETAILS}
+    fake_llm.queue({"tool_calls": [ADD]})  # a stream of tool calls only: no piece at all
+    only_calls = sarai_llm.stream_chat(USER)
+    assert [p async for p in only_calls] == []
+    assert only_calls.result["tool_calls"][0]["function"]["name"] == "add"  # type: ignore[attr-defined]
+
+
+async def test_a_cache_hit_replays_tool_calls_and_reasoning() -> None:
+    with install_fake_gateway(FakeGateway([{"tool_calls": [ADD], "reasoning_content": "r"}], cache=True)):
+        first, hit = await sarai_llm.chat(USER), await sarai_llm.chat(USER)
+
+    assert hit["cached"] is True and (hit["tool_calls"], hit["reasoning_content"]) == (CALLS[:1], "r")
+    assert hit["usage"] == first["usage"] and hit["finish_reason"] == "tool_calls"
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+async def test_structured_answers_are_parsed_by_the_pipeline(fake_llm: FakeGateway) -> None:
+    fake_llm.queue({"content": '{"answer": "x"}'}, '{"answer": "y"}', "plain")
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+
+    assert (await sarai_llm.chat(USER, response_format=Answer))["parsed"] == Answer(answer="x")
+    assert (await sarai_llm.chat(USER, response_format=schema))["parsed"] == {"answer": "y"}
+    assert (await sarai_llm.chat(USER))["parsed"] is None
 
 
 async def test_the_real_cache_in_front_when_asked() -> None:

@@ -65,7 +65,7 @@ _USAGE_ERRORS = (UsageError, ConfigError, InvalidRequestError, NoProvidersError)
 _FORMATTER = functools.partial(argparse.RawDescriptionHelpFormatter, max_help_position=32)
 
 
-def _add(parser: argparse.ArgumentParser, *options: tuple[str, str], **kwargs: Any) -> None:
+def _add(parser: argparse._ActionsContainer, *options: tuple[str, str], **kwargs: Any) -> None:
     """Add ``(flags, help)`` options: ``"--x N"`` takes a value named N (with ``kwargs``), ``"--x"`` is a switch."""
     for flags, help_text in options:
         *names, last = flags.split()
@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(chat, ("--temperature T", "sampling temperature, 0 to 2 (default 0.7)"), type=float, default=0.7)
     _add(chat, ("--max-tokens N", "upper bound of generated tokens (default: the provider's)"), type=int)
     _add(chat, ("--system TEXT", "a system message sent before the prompt"), _NO_CACHE)
-    _add(chat, ("--stream", "print the answer piece by piece as it arrives"))
-    _add(chat, ("--json", "print the whole result (content, model, provider, usage, cached, latency_ms, ...) as JSON"))
+    streaming = chat.add_mutually_exclusive_group()
+    _add(streaming, ("--stream", "print the answer piece by piece as it arrives (the default on a terminal)"))
+    _add(streaming, ("--no-stream", "wait for the whole answer, then print it (the default piped, or with --json)"))
+    _add(chat, ("--json", "print the whole result (content, usage, tool_calls, parsed, latency_ms, ...) as JSON"))
     embed = _command(commands, "embed", "embed a text, print the vector", _cmd.embed)
     embed.add_argument("text", nargs="?", metavar="TEXT", help='the text to embed; "-" or missing: read stdin')
     _add(embed, _PROVIDER, _MODEL, _NO_CACHE, ("--json", 'print {"text", "dimensions", "embedding"} as JSON'))

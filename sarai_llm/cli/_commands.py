@@ -48,9 +48,15 @@ def _read_input(value: str | None, what: str) -> str:
     return text
 
 
+def _jsonable(value: Any) -> Any:
+    """A value JSON cannot write as it is: a pydantic model (a result's ``parsed``) as its fields, else its text."""
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else str(value)
+
+
 def _print(as_json: bool, value: Any, text: Callable[[], str]) -> None:
     """Print ``value`` as indented JSON (``--json``), else what ``text`` returns."""
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str) if as_json else text())
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable) if as_json else text())
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -64,6 +70,9 @@ def chat(args: argparse.Namespace) -> None:
     The prompt is PROMPT, or standard input when PROMPT is missing or "-"
     (echo "hola" | sarai-llm chat). Providers are tried in order: --provider
     (default: the configured primary), then the configured fallbacks.
+
+    On a terminal the answer is printed as it arrives; piped or redirected, or
+    with --json, it is printed once complete. --stream and --no-stream choose.
     """
     if args.stream and args.json:
         raise UsageError("--stream and --json cannot be combined")
@@ -71,7 +80,7 @@ def chat(args: argparse.Namespace) -> None:
     messages = [*system, {"role": "user", "content": _read_input(args.prompt, "prompt")}]
     options: dict[str, Any] = {"model": args.model, "provider": args.provider, "max_tokens": args.max_tokens}
     options.update(temperature=args.temperature, use_cache=not args.no_cache)
-    if not args.stream:
+    if not (args.stream or (not args.no_stream and not args.json and sys.stdout.isatty())):
         result = _run(get_gateway().chat(messages, **options))
         _print(args.json, result, lambda: str(result["content"]))
         return
