@@ -296,7 +296,8 @@ class LiteLLMAdapter:
             served = _served_model(response, model)
         except Exception as exc:
             raise map_exception(exc, provider, model) from exc
-        text, reasoning = message.content, getattr(message, "reasoning_content", None)
+        # LiteLLM deletes reasoning_content when None: getattr would then cost ~1.6 us, vars() a dict read.
+        text, reasoning = message.content, vars(message).get("reasoning_content")
         finish, cost = _settle(calls, choice.finish_reason), cost_usd(provider, model, usage)
         thought = reasoning if isinstance(reasoning, str) and reasoning else None
         return Completion(text if isinstance(text, str) else "", served, usage, finish, cost, calls, thought)
@@ -372,7 +373,7 @@ class LiteLLMAdapter:
 
 def _field(item: Any, name: str) -> Any:
     """``item[name]`` or ``item.name``; None when missing."""
-    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)  # not Mapping: ~0.3 us
 
 
 # --- errors ----------------------------------------------------------------------

@@ -46,11 +46,11 @@ class ChatStream:
         """``None`` until the stream ended."""
         self._pieces = _stream(gw, request, self)
 
-    def __aiter__(self) -> ChatStream:
-        return self
+    def __aiter__(self) -> AsyncGenerator[str, None]:
+        return self._pieces  # ``async for`` runs the generator itself: nothing added per piece
 
     def __anext__(self) -> Awaitable[str]:
-        return self._pieces.__anext__()  # the generator's own awaitable: no extra frame per piece
+        return self._pieces.__anext__()
 
     def aclose(self) -> Awaitable[None]:
         """Stop the stream and close its upstream connection."""

@@ -181,9 +181,11 @@ class BlockingStream:
 
 
 def _iterate(stream: AsyncIterator[str]) -> Generator[str, None, None]:
+    pieces = aiter(stream)
+
     async def step() -> str | None:
         try:
-            return await anext(stream)
+            return await anext(pieces)
         except StopAsyncIteration:
             return None
 
