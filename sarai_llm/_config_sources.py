@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from ._providers import ENV_PREFIX
+from ._providers import ENV_PREFIX, url_secrets
 from .errors import ConfigError, redact, register_secrets
 
 ERROR_PREFIX = "Invalid configuration: "
@@ -181,8 +181,8 @@ def validation_message(
         name = names.get((loc[0], loc[1] or None), loc[0])
         source = next((s for s in sources if name in s.flat), None)
         text = f"{source.describe(name) if source is not None else f'{name} (default)'}: {error['msg']}"
-        if name in secrets:
-            echoes_secret = True
+        if name in secrets or (isinstance(error.get("input"), str) and url_secrets(error["input"])):
+            echoes_secret = True  # pydantic's text quotes the value: a key, or a URL with credentials
         elif error["type"] != "missing" and "input" in error:
             shown = repr(error["input"])
             text += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import redact
 
@@ -76,6 +76,24 @@ def api_base(provider: ProviderConfig) -> str | None:
     return url + spec.bare_host_path if urlsplit(url).path in ("", "/") else url
 
 
+def url_secrets(url: str | None) -> list[str]:
+    """What :func:`~sarai_llm.errors.redact` must scrub of a URL with credentials (user info, a ``password=`` or
+    ``token=`` query value): the whole URL, its ``user:password@``, the password, raw and decoded; else nothing."""
+    parts = urlsplit(url or "")
+    query = dict(item.partition("=")[::2] for item in parts.query.split("&"))
+    found = [p for p in (parts.password, query.get("password"), query.get("token")) if p]
+    found += [parts.netloc.rpartition("@")[0] + "@"] if parts.username is not None else []
+    return [url, *found, *map(unquote, found)] if url and found else []
+
+
+def public_url(url: str) -> str:
+    """``url`` as shown to people: its user info as ``***`` (``http://***@host:8080/v1``), other secrets redacted."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    return redact(url)
+
+
 def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
     """The LiteLLM model string for ``model`` served by ``provider``: ``ollama_chat/llama3.2``."""
     spec = SPECS[provider.name]
@@ -123,16 +141,17 @@ async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -
 
     async def probe(client: httpx.AsyncClient, provider: ProviderConfig) -> dict[str, Any]:
         url, headers = probe_request(provider)
+        shown = public_url(url)  # the exception's text is redacted: the config registered the URL's credentials
         started = time.perf_counter()
         error: str | None = None
         try:
             response = await asyncio.wait_for(client.get(url, headers=headers), timeout)
             if response.status_code >= 400:
-                error = f"HTTP {response.status_code} from {url}"
+                error = f"HTTP {response.status_code} from {shown}"
         except TimeoutError:
-            error = f"no answer from {url} within {timeout:g} s"
+            error = f"no answer from {shown} within {timeout:g} s"
         except Exception as exc:  # any transport failure means "down"
-            error = f"{type(exc).__name__}: {redact(str(exc)) or 'failed'} ({url})"
+            error = f"{type(exc).__name__}: {redact(str(exc)) or 'failed'} ({shown})"
         return {"ok": error is None, "latency_ms": (time.perf_counter() - started) * 1000.0, "error": error}
 
     unique = list({p.name: p for p in providers}.values())

@@ -3,23 +3,23 @@
 Sources, highest first: :meth:`GatewayConfig.load`'s arguments; the environment (``LLM_GATEWAY_CACHE_TTL=60``, any
 case); ``.env``; the YAML file (``config``, else ``LLM_GATEWAY_CONFIG``, else ``./config.yaml`` if it exists, under
 ``llm_gateway:``); the defaults (per provider: :data:`~sarai_llm._providers.SPECS`). Settings are stored nested
-(``config.cache.ttl``), named flat (``cache_ttl``); errors name the source and never quote a key or ``redis_url``."""
+(``config.cache.ttl``), named flat (``cache_ttl``); errors name the source, never quote a key or URL credentials."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from . import _config_sources as sources
-from ._providers import ENV_PREFIX, PROVIDERS, SPECS, ProviderSpec
+from ._providers import ENV_PREFIX, PROVIDERS, SPECS, ProviderSpec, public_url, url_secrets
 from .errors import ConfigError, redact, register_secrets
 
 __all__ = ["ENV_PREFIX", "PROVIDERS", "CacheConfig", "CacheSettings"]
@@ -100,6 +100,10 @@ class ProviderSettings(BaseModel):
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> ProviderSettings:
         return cls(base_url=spec.default_base_url, model=spec.default_model, embed_model=spec.default_embed_model)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:  # str() and repr(): a base URL's user info as ***
+        for name, value in super().__repr_args__():
+            yield name, public_url(value) if name == "base_url" and value else value
 
 
 class ProviderConfig(ProviderSettings):
@@ -320,16 +324,16 @@ class GatewayConfig(BaseSettings):
         result = {name: getattr(self, name) for name in _LAYOUT}
         result |= {name: str(value) for name, value in result.items() if isinstance(value, Path)}
         result |= {name: "***" for name, value in result.items() if isinstance(value, SecretStr)}
+        result |= {name: public_url(v) for name, v in result.items() if name.endswith("_base_url") and v}
         return result | {"fallback_providers": list(self.fallback_providers)}
 
     def _secret_values(self) -> list[str]:
-        """The values :func:`~sarai_llm.errors.redact` must scrub: API keys, and a Redis URL's credentials."""
+        """The values :func:`~sarai_llm.errors.redact` must scrub: API keys, the credentials in the Redis URL and
+        the base URLs."""
         values = [key.get_secret_value() for key in (getattr(self, p).api_key for p in PROVIDERS) if key]
-        url = self.redis_url.get_secret_value() if self.redis_url else ""
-        parts = urlsplit(url)
-        query = dict(item.partition("=")[::2] for item in parts.query.split("&"))
-        found = [p for p in (parts.password, query.get("password")) if p]
-        return values + ([url, *found, *map(unquote, found)] if found or parts.username is not None else [])
+        urls = [getattr(self, p).base_url for p in PROVIDERS]
+        urls += [self.redis_url.get_secret_value()] if self.redis_url else []
+        return values + [secret for url in urls for secret in url_secrets(url)]
 
 
 def _layout() -> dict[str, tuple[str, str | None]]:

@@ -10,7 +10,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
-from .._providers import PROVIDERS, SPECS, api_key_env, group_name, litellm_params
+from .._providers import ENV_PREFIX, PROVIDERS, SPECS, api_key_env, group_name, litellm_params, url_secrets
 from ..config import GatewayConfig, ProviderConfig
 from ..errors import ConfigError, NoProvidersError
 
@@ -34,6 +34,10 @@ def _exported_providers(config: GatewayConfig) -> list[ProviderConfig]:
         missing = "; ".join(f"{n}: set {' or '.join(config.provider(n).missing_settings)}" for n in config.chain)
         raise NoProvidersError(f"No providers initialized ({missing}): nothing to export")
     return chosen
+
+
+def _base_url_env(provider: ProviderConfig) -> str:
+    return f"{ENV_PREFIX}{provider.name.upper()}_BASE_URL"
 
 
 def _redis(config: GatewayConfig) -> tuple[SplitResult, dict[str, str | None]]:
@@ -79,6 +83,8 @@ def export_litellm_proxy(config: GatewayConfig) -> dict[str, Any]:
         groups = {name: group_name(p, model, embedding=embedding) for name, (p, model) in served.items()}
         for name, (p, model) in served.items():
             params = litellm_params(p, model, embedding=embedding, key_as_reference=True)
+            if url_secrets(p.base_url):  # a secret, as the key (the proxy then gets it as set: no /v1 added)
+                params["api_base"] = f"os.environ/{_base_url_env(p)}"
             model_list.append({"model_name": groups[name], "litellm_params": params, "model_info": {"mode": mode}})
         for head in served:  # as the gateway walks: the provider asked for, then the chain's fallbacks
             rest = [groups[n] for n in config.chain[1:] if n != head and n in served]
@@ -99,6 +105,7 @@ def export_litellm_proxy(config: GatewayConfig) -> dict[str, Any]:
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
     secrets = [p.api_key.get_secret_value() for p in config.providers.values() if p.api_key is not None]
+    secrets += [secret for p in config.providers.values() for secret in url_secrets(p.base_url)]
     if config.redis_url is not None and (password := _redis(config)[0].password):
         secrets += [password, unquote(password)]
     text = json.dumps(exported)
@@ -112,6 +119,7 @@ def proxy_environment(config: GatewayConfig) -> dict[str, str | None]:
     host, or ``None`` for a secret (set it to the same value the gateways use)."""
     env: dict[str, str | None] = {MASTER_KEY_ENV: None}
     env.update((api_key_env(p), None) for p in _exported_providers(config) if p.api_key is not None)
+    env.update((_base_url_env(p), None) for p in _exported_providers(config) if url_secrets(p.base_url))
     redis = config.cache_enabled and config.cache_backend == "redis" and config.redis_url is not None
     return env | _redis(config)[1] if redis else env
 
