@@ -29,10 +29,19 @@ class DiskStore:
         import diskcache
 
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._epoch_path = self.directory / "epoch"  # replaced by clear and invalidate; every process stats it
-        path = str(self.directory / "responses")  # reads never write: no LRU policy, no statistics
+        path = self.directory / "responses"  # reads never write: no LRU policy, no statistics
+        # It holds every module's prompts and answers: a directory created here is private (0700; missing parents
+        # get the default mode), and so is the database (0600, set right after opening, when only diskcache's
+        # settings are in it; sqlite's -wal/-shm files take the database's mode; value files diskcache may write
+        # follow the umask, inside the private directory). Modes are given, not a umask set: os.umask is
+        # process-wide. An existing directory is left as it is, its files too (a team may share one on purpose).
+        fresh = not self.directory.is_dir()
+        for new in (self.directory, path) if fresh else ():
+            new.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._cache = diskcache.Cache(path, eviction_policy="none", size_limit=2**62, statistics=False, tag_index=True)
+        for file in path.glob("cache.db*") if fresh else ():
+            file.chmod(0o600)
         prefix = f"{namespace}:"
         self._args: tuple[str, ...] = (prefix, prefix + "\uffff") if namespace else ()
         self._where = "raw = 1 AND key >= ? AND key < ?" if namespace else "raw = 1"  # this namespace's keys
