@@ -18,11 +18,10 @@ import uuid
 import warnings
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._adapter import Attempt, Completion, Embeddings, StreamState, no_usage
 from ._log import log
-from ._providers import api_base, api_key_env, litellm_params, model_string
+from ._providers import api_base, api_key_env, litellm_params, model_string, public_url
 from .errors import (
     ProviderAuthError,
     ProviderConnectionError,
@@ -84,9 +83,6 @@ class _Forward(logging.Handler):
 
 
 _quiet_litellm()
-
-
-# --- results and cost ---------------------------------------------------------
 
 
 def _usage(raw: Any) -> dict[str, int]:
@@ -206,9 +202,6 @@ def _served_model(response: Any, fallback: str) -> str:
     return str(hidden.get("provider_response_model") or getattr(response, "model", None) or fallback)
 
 
-# --- connections -----------------------------------------------------------------
-
-
 async def close_clients() -> None:
     """Close the HTTP clients LiteLLM opened on the running event loop, and forget them.
 
@@ -257,9 +250,6 @@ def _release_logging_worker() -> None:
         task.get_loop().call_soon_threadsafe(task.cancel)
 
 
-# --- the adapter ---------------------------------------------------------------
-
-
 class LiteLLMAdapter:
     """The :class:`~sarai_llm._adapter.Adapter` over ``litellm.acompletion`` / ``litellm.aembedding``.
 
@@ -285,7 +275,7 @@ class LiteLLMAdapter:
     async def complete(self, attempt: Attempt) -> Completion:
         """One chat request."""
         provider, model = attempt.provider, attempt.model
-        target = self._target(provider, model, False)
+        target, failure = self._target(provider, model, False), None
         try:
             response = await litellm.acompletion(messages=list(attempt.messages), **{**target, **attempt.params})
             choice = response.choices[0]
@@ -295,7 +285,9 @@ class LiteLLMAdapter:
             usage = _usage(getattr(response, "usage", None))
             served = _served_model(response, model)
         except Exception as exc:
-            raise map_exception(exc, provider, model) from exc
+            failure = _mapped(exc, provider, model)
+        if failure is not None:  # raised out here: no implicit context with LiteLLM's text
+            raise failure
         # LiteLLM deletes reasoning_content when None: getattr would then cost ~1.6 us, vars() a dict read.
         text, reasoning = message.content, vars(message).get("reasoning_content")
         finish, cost = _settle(calls, choice.finish_reason), cost_usd(provider, model, usage)
@@ -308,7 +300,7 @@ class LiteLLMAdapter:
         target = self._target(provider, model, False)
         usage_on = {} if provider.name == "ollama" else {"stream_options": {"include_usage": True}}
         stream: Any = None
-        text = False
+        text, failure = False, None
         slots: dict[int, dict[str, Any]] | None = None if provider.name == "ollama" else {}  # tool calls by index
         try:
             stream = await litellm.acompletion(
@@ -342,9 +334,11 @@ class LiteLLMAdapter:
                     text = True
                     yield piece
         except Exception as exc:
-            raise map_exception(exc, provider, model) from exc
+            failure = _mapped(exc, provider, model)
         finally:  # also when the consumer stops early: the connection is released now
             await _close(stream)
+        if failure is not None:
+            raise failure
         # LiteLLM adds a closing "stop" chunk of its own; received_finish_reason is the provider's.
         if not text and not state.tool_calls and getattr(stream, "received_finish_reason", "") is None:
             raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
@@ -354,14 +348,16 @@ class LiteLLMAdapter:
     async def embed(self, attempt: Attempt) -> Embeddings:
         """Embed ``attempt.texts`` in one request; vectors in input order, with usage and cost."""
         provider, model, texts = attempt.provider, attempt.model, attempt.texts
-        target = self._target(provider, model, True)
+        target, failure = self._target(provider, model, True), None
         try:
             response = await litellm.aembedding(input=texts, **{**target, **attempt.params})
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
         except Exception as exc:
-            raise map_exception(exc, provider, model, embedding=True) from exc
+            failure = _mapped(exc, provider, model, embedding=True)
+        if failure is not None:
+            raise failure
         if len(vectors) != len(texts):
             raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
         return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True))
@@ -440,10 +436,12 @@ def map_exception(
 
 
 def _where(provider: ProviderConfig) -> str:
-    """The server a provider's requests go to, without credentials."""
-    url = api_base(provider) or provider.spec.public_base_url or provider.name
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()
+    """The server a provider's requests go to, as shown to people (credentials masked)."""
+    return public_url(api_base(provider) or provider.spec.public_base_url or provider.name)
+
+
+def _mapped(exc: BaseException, provider: ProviderConfig, model: str, *, embedding: bool = False) -> ProviderError:
+    """:func:`map_exception`; LiteLLM's error becomes the cause unless its text would show a secret."""
+    error = map_exception(exc, provider, model, embedding=embedding)
+    error.__cause__ = error.__cause__ if error is exc or any(redact(str(e)) != str(e) for e in causes(exc)) else exc
+    return error

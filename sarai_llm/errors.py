@@ -104,7 +104,7 @@ def _cause_text(err: BaseException) -> str:
 
 # Replaced, never changed in place: redact() may run in another thread (the status page's)
 # while a configuration registers its secrets.
-_secrets: frozenset[str] = frozenset()
+_secrets: tuple[str, ...] = ()  # longest first: a URL is masked whole before the password inside it
 _secrets_lock = threading.Lock()
 
 
@@ -113,7 +113,7 @@ def register_secrets(values: Iterable[str | None]) -> None:
     global _secrets
     new = {v for v in values if v and len(v) >= 4}
     with _secrets_lock:
-        _secrets = _secrets | new
+        _secrets = tuple(sorted(new.union(_secrets), key=len, reverse=True))
 
 
 def redact(text: str) -> str:
