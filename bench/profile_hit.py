@@ -6,7 +6,7 @@ A hit is a few microseconds, far below what cProfile can attribute (its own
 cost per call is of the same order). So the steps of the hit path are timed
 one at a time, each over the same cached requests in the same random order, in
 the same process and cache state as bench/cache_hit.py (10,000 entries), and
-compared with the whole call. The steps follow ``sarai_llm/gateway.py``'s
+compared with the whole call. The steps follow ``sarai_llm/_gateway.py``'s
 ``Gateway.chat`` as of writing; a step whose function no longer exists is
 reported as such. Figures are medians of several passes, in ns per call.
 """

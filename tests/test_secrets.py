@@ -201,13 +201,7 @@ async def test_no_key_anywhere_after_faults(
         texts += [(f"provider {p.name}", repr(p)) for p in gw.chain()]
         await gw.aclose()
         sarai_llm.reset_gateway()
-    texts.append(("caplog.text", caplog.text))
-    for record in caplog.records:
-        texts.append((f"record {record.name}", record.getMessage()))
-        texts.append((f"record args {record.name}", repr(record.args)))
-    out, err = capfd.readouterr()
-    texts += [("stdout", out), ("stderr", err)]
-    texts += cache_files(cache_dir)
+    texts += process_texts(caplog, capfd, cache_dir)
     litellm_debug = [r for r in caplog.records if r.name == "sarai_llm.litellm" and r.levelno == logging.DEBUG]
     assert litellm_debug, "LiteLLM's DEBUG records were not captured: the sweep would prove nothing"
     leaks = [leak for where, text in texts for leak in find_leaks(where, text)]
@@ -412,15 +406,18 @@ async def test_no_base_url_password_anywhere(
         texts += [(f"provider {p.name}", f"{p!r} {p}") for p in config.providers.values()]
         await gw.aclose()
         sarai_llm.reset_gateway()
-    texts.append(("caplog.text", caplog.text))
-    for record in caplog.records:
-        texts.append((f"record {record.name}", record.getMessage()))
-        texts.append((f"record args {record.name}", repr(record.args)))
-    out, err = capfd.readouterr()
-    texts += [("stdout", out), ("stderr", err)]
-    texts += cache_files(cache_dir)
+    texts += process_texts(caplog, capfd, cache_dir)
     assert [leak for where, text in texts for leak in find_url_leaks(where, text)] == []
     assert [leak for where, text in chained for leak in find_url_leaks(where, text)] == []  # causes too
+
+
+def process_texts(caplog: Any, capfd: Any, cache_dir: Path) -> list[tuple[str, str]]:
+    """What the process said and kept: the log (records and their arguments), stdout, stderr, the cache files."""
+    texts = [("caplog.text", caplog.text)]
+    for record in caplog.records:
+        texts += [(f"record {record.name}", record.getMessage()), (f"record args {record.name}", repr(record.args))]
+    out, err = capfd.readouterr()
+    return [*texts, ("stdout", out), ("stderr", err), *cache_files(cache_dir)]
 
 
 def own_texts(exc: BaseException) -> list[tuple[str, str]]:
