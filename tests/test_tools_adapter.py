@@ -406,3 +406,18 @@ def test_cached_prompt_tokens_cost_the_listed_cache_read_price() -> None:
     # Configured prices have no cache-read price: cached prompt tokens cost the input price.
     priced = GatewayConfig.defaults(local_input_cost_per_token=1e-6, local_output_cost_per_token=2e-6)
     assert cost_usd(priced.provider("local"), "m", usage(1000, 100, cached=800)) == pytest.approx(1000e-6 + 200e-6)
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["ollama_chat/smollm2", "ollama/llama2", "OLLAMA_CHAT/Llama2", "ollama_chat/no-such-model-anywhere", "llama2"],
+)
+def test_the_static_ollama_lookup_answers_as_litellms_own(model: str) -> None:
+    """The adapter replaces LiteLLM's per-call scan of the whole price list by a set lookup: same answers."""
+    import litellm
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    fast = OllamaModelInfo._is_static_ollama_model
+    assert fast(model) == fast.original(model)  # type: ignore[attr-defined]
+    litellm.register_model({f"ollama_chat/{model}-x": {"litellm_provider": "ollama", "mode": "chat"}})
+    assert fast(f"ollama_chat/{model}-x") is True  # a newly registered model is seen at once

@@ -19,29 +19,23 @@ import warnings
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._adapter import Attempt, Completion, Embeddings, StreamState, no_usage
-from ._log import log
-from ._providers import api_base, api_key_env, litellm_params, model_string, public_url
-from .errors import (
-    ProviderAuthError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderRateLimitError,
-    ProviderResponseError,
-    ProviderTimeoutError,
-    redact,
-)
-from .retry import causes, retry_after
+from .._adapter import Attempt, Completion, Embeddings, StreamState, no_usage
+from .._log import log
+from .._providers import litellm_params, model_string
+from ..errors import ProviderResponseError, redact
 
 if TYPE_CHECKING:
-    from .config import ProviderConfig
+    from ..config import ProviderConfig
 
 # LiteLLM fetches its price map at import unless told not to (offline: 5-10 s). A user's value wins.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
-from litellm import exceptions as llm_errors  # noqa: E402
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: E402
+
+from ._errors import map_exception, mapped  # noqa: E402
+
+__all__ = ["LiteLLMAdapter", "close_clients", "cost_usd", "map_exception"]
 
 
 def _quiet_litellm() -> None:
@@ -83,6 +77,32 @@ class _Forward(logging.Handler):
 
 
 _quiet_litellm()
+
+
+def _static_ollama_lookup() -> None:
+    """Make LiteLLM's "is this Ollama model in the price list?" a set lookup.
+
+    LiteLLM 1.110's ``OllamaModelInfo._is_static_ollama_model`` lowercases all ~4,900 price-list keys on
+    every call (~1.4 ms), several times per Ollama call once the model is registered (and unregistered,
+    LiteLLM instead asks the server with a blocking ``/api/show`` per call). Same answer, with the
+    lowercase keys kept until the price list changes size. The original is kept for the contract test.
+    """
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    original, keys = OllamaModelInfo._is_static_ollama_model, (-1, frozenset[str]())
+
+    def is_static(model: str) -> bool:
+        nonlocal keys
+        if keys[0] != len(litellm.model_cost):
+            keys = (len(litellm.model_cost), frozenset(key.lower() for key in litellm.model_cost))
+        bare = OllamaModelInfo._strip_ollama_model_prefix(model)
+        return any(name.lower() in keys[1] for name in (model, bare, f"ollama/{bare}", f"ollama_chat/{bare}"))
+
+    is_static.original = original  # type: ignore[attr-defined]
+    OllamaModelInfo._is_static_ollama_model = staticmethod(is_static)  # type: ignore[method-assign]
+
+
+_static_ollama_lookup()
 
 
 def _usage(raw: Any) -> dict[str, int]:
@@ -285,7 +305,7 @@ class LiteLLMAdapter:
             usage = _usage(getattr(response, "usage", None))
             served = _served_model(response, model)
         except Exception as exc:
-            failure = _mapped(exc, provider, model)
+            failure = mapped(exc, provider, model)
         if failure is not None:  # raised out here: no implicit context with LiteLLM's text
             raise failure
         # LiteLLM deletes reasoning_content when None: getattr would then cost ~1.6 us, vars() a dict read.
@@ -334,7 +354,7 @@ class LiteLLMAdapter:
                     text = True
                     yield piece
         except Exception as exc:
-            failure = _mapped(exc, provider, model)
+            failure = mapped(exc, provider, model)
         finally:  # also when the consumer stops early: the connection is released now
             await _close(stream)
         if failure is not None:
@@ -355,7 +375,7 @@ class LiteLLMAdapter:
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
         except Exception as exc:
-            failure = _mapped(exc, provider, model, embedding=True)
+            failure = mapped(exc, provider, model, embedding=True)
         if failure is not None:
             raise failure
         if len(vectors) != len(texts):
@@ -370,78 +390,3 @@ class LiteLLMAdapter:
 def _field(item: Any, name: str) -> Any:
     """``item[name]`` or ``item.name``; None when missing."""
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)  # not Mapping: ~0.3 us
-
-
-# --- errors ----------------------------------------------------------------------
-
-_CONNECTION_MARKERS = ("Connection error", "Connection refused", "connect", "Server disconnected")
-# Exception class names, anywhere in the cause chain, that say what happened.
-_TIMEOUTS = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutError"})
-_BAD_BODIES = frozenset({"JSONDecodeError"})
-_REFUSED = frozenset({"ConnectError", "ConnectionRefusedError", "ClientConnectorError"})
-_BROKEN_CONNECTIONS = frozenset(
-    "APIConnectionError ConnectError ConnectionRefusedError ConnectionResetError RemoteProtocolError ReadError "
-    "ClientPayloadError ServerDisconnectedError ClientConnectorError ClientOSError".split()
-)
-
-
-def _message(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc)
-    # LiteLLM prefixes "litellm.XError: XError: OpenAIException - ..." and appends help text;
-    # keep the first line, without the class prefixes.
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if first.startswith("litellm."):
-        first = first.split(": ", 1)[-1]
-    return redact(first)
-
-
-def map_exception(
-    exc: BaseException, provider: ProviderConfig, model: str | None = None, *, embedding: bool = False
-) -> ProviderError:
-    """Translate any exception of one attempt on ``provider`` into a :class:`ProviderError`.
-
-    A connection that could not be made, a rejected key and a model the server does not have say
-    where and what to check next; LiteLLM's own text stays in the ``__cause__``. ``status_code`` is
-    the provider's HTTP status when it sent one (LiteLLM's made-up 500s and 408s are dropped).
-    """
-    if isinstance(exc, ProviderError):
-        return exc
-    names = {type(e).__name__ for e in causes(exc)}
-    message = _message(exc)
-    name = provider.name
-    if isinstance(exc, llm_errors.Timeout) or names & _TIMEOUTS:
-        return ProviderTimeoutError(name, message)
-    if names & _BAD_BODIES:
-        return ProviderResponseError(name, message)
-    # LiteLLM files some statuses under another class (an Anthropic 503 is its
-    # InternalServerError, 500): the provider's own status wins.
-    status = getattr(exc, "provider_status_code", None) or getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    if isinstance(exc, llm_errors.AuthenticationError | llm_errors.PermissionDeniedError) or status in (401, 403):
-        return ProviderAuthError(name, f"{message} (the key is {api_key_env(provider)})", status_code=status)
-    if isinstance(exc, llm_errors.RateLimitError) or status == 429:
-        return ProviderRateLimitError(name, message, status_code=status, retry_after=retry_after(exc))
-    if names & _BROKEN_CONNECTIONS or (
-        isinstance(exc, llm_errors.InternalServerError) and any(m in message for m in _CONNECTION_MARKERS)
-    ):
-        if names & _REFUSED or "Cannot connect" in message:
-            hint = "is the server running? (`sarai-llm health` checks every provider)"
-            return ProviderConnectionError(name, f"cannot connect to {_where(provider)}: {hint}")
-        return ProviderConnectionError(name, f"the connection to {_where(provider)} broke: {message}")
-    if status == 404 and model:
-        setting = api_key_env(provider).removesuffix("API_KEY") + ("EMBED_MODEL" if embedding else "MODEL")
-        hint = f" (is the model {model!r} served at {_where(provider)}? {setting} sets it)"
-        return ProviderResponseError(name, message + hint, status_code=status)
-    return ProviderResponseError(name, message, status_code=status, retry_after=retry_after(exc))
-
-
-def _where(provider: ProviderConfig) -> str:
-    """The server a provider's requests go to, as shown to people (credentials masked)."""
-    return public_url(api_base(provider) or provider.spec.public_base_url or provider.name)
-
-
-def _mapped(exc: BaseException, provider: ProviderConfig, model: str, *, embedding: bool = False) -> ProviderError:
-    """:func:`map_exception`; LiteLLM's error becomes the cause unless its text would show a secret."""
-    error = map_exception(exc, provider, model, embedding=embedding)
-    error.__cause__ = error.__cause__ if error is exc or any(redact(str(e)) != str(e) for e in causes(exc)) else exc
-    return error
