@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from shapes import ShapeUpstream, sse
+from shapes import ShapeUpstream, ndjson, sse
 
 import sarai_llm
 
@@ -112,3 +112,19 @@ async def test_image_parts_pass_and_key_by_content(up: ShapeUpstream) -> None:
     assert (await sarai_llm.chat(ask("R0lGODlhAQ==")))["cached"] is False  # another image, another entry
     sent = up.requests[0][1]["messages"][0]["content"][1]
     assert sent == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+async def test_an_ollama_stream_counts_its_usage(up: ShapeUpstream) -> None:
+    """LiteLLM reports Ollama's token counts on a stream only when asked for usage: the gateway asks."""
+
+    def line(content: str, done: bool = False, **extra: Any) -> str:
+        message = {"role": "assistant", "content": content}
+        return ndjson({"model": "m", "created_at": "2026-01-01T00:00:00Z", "message": message, "done": done, **extra})
+
+    sarai_llm.get_gateway({"primary_provider": "ollama", "ollama_base_url": up.base_url, "ollama_model": "m"})
+    up.events = [line("po"), line("ng"), line("", True, done_reason="stop", prompt_eval_count=5, eval_count=2)]
+    stream = sarai_llm.stream_chat(ASK)
+    assert [piece async for piece in stream] == ["po", "ng"]
+    assert stream.result is not None and stream.result["usage"]["completion_tokens"] == 2
+    assert sarai_llm.get_stats()["providers"]["ollama"]["prompt_tokens"] == 5
+    assert [path for path, _ in up.requests] == ["/api/chat"]  # and nothing else asked of the server
