@@ -238,8 +238,8 @@ class Gateway:
         async def attempt(provider: ProviderConfig, model: str) -> Completion:
             started = _perf()
             completion = await adapter.complete(Attempt(provider, model, request.params, request.messages))
-            if request.response_format is not None and not completion.tool_calls:
-                parse(request.response_format, completion.content, provider.name)  # invalid: this attempt failed
+            if request.response_format is not None:  # invalid: this attempt failed
+                parse(request.response_format, completion.content, provider.name, completion.tool_calls)
             self.events.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
             return completion
 
@@ -322,7 +322,7 @@ class Gateway:
             "cost_usd": spent,
             "tool_calls": _copies(tool_calls) if tool_calls else [],
             "reasoning_content": answer.get("reasoning_content"),
-            "parsed": None if response_format is None or tool_calls else parse(response_format, content, provider),
+            "parsed": None if response_format is None else parse(response_format, content, provider, tool_calls),
         }
         self.events.answered(
             provider, model, cached=cached, latency_ms=latency_ms, caller=caller, cost_usd=spent, saved_usd=saved

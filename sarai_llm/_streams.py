@@ -150,9 +150,9 @@ async def _upstream(
         await rest.aclose()
         await pieces.aclose()
     content, tool_calls = "".join(chunks), state.tool_calls
-    if request.response_format is not None and not tool_calls:
+    if request.response_format is not None:
         try:
-            parse(request.response_format, content, name)
+            parse(request.response_format, content, name, tool_calls)
         except ProviderResponseError as exc:  # after its pieces, a stream cannot fall back: nothing is cached
             events.failure(name, model, (_perf() - opened_at) * 1000.0, exc)
             raise StreamInterruptedError(name, len(chunks), exc) from exc

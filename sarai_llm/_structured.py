@@ -39,11 +39,14 @@ def key_form(response_format: Any) -> Any:
     return form
 
 
-def parse(response_format: Any, content: str, provider: str) -> Any:
-    """The structured value of ``content`` for ``response_format`` (``None`` when it asks for none).
+def parse(response_format: Any, content: str, provider: str, tool_calls: Any = ()) -> Any:
+    """The structured value of ``content`` for ``response_format``: ``None`` when it asks for none, or when
+    the model called tools instead of answering (``tool_calls``).
 
     :raises ProviderResponseError: the text is not JSON, or does not validate (the message names the field).
     """
+    if tool_calls:
+        return None
     if _is_model(response_format):
         from pydantic import ValidationError
 
