@@ -12,6 +12,8 @@ that a benchmark measures the client (sarai_llm, LiteLLM, the openai SDK).
   ``stream_options.include_usage`` is set, and ``[DONE]``. A model name
   starting with ``slow`` waits 50 ms before answering (coalescing benchmark).
 * ``POST /v1/embeddings``: one 8-dimension vector per input text.
+* Ollama: ``POST /api/chat`` (JSON, or NDJSON lines when ``"stream"`` is not false: ``num_predict``
+  content lines, default 5, then a ``done`` line with the token counts) and ``POST /api/embed``.
 * ``GET /v1/models``; ``GET /_count`` returns ``{"chat": n, "embeddings": n, "errors": n}``
   (requests seen so far, requests it could not read or answer); ``POST /_reset`` zeroes the counters.
 
@@ -99,6 +101,22 @@ def _embeddings_body(model: str, texts: list[str]) -> bytes:
             "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
         }
     )
+
+
+_NDJSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _ollama_line(model: str, content: str, done: bool, n: int = 0) -> bytes:
+    line: dict[str, object] = {"model": model, "created_at": "2026-01-01T00:00:00Z", "done": done}
+    line["message"] = {"role": "assistant", "content": content}
+    if done:
+        line.update(done_reason="stop", prompt_eval_count=9, eval_count=n or 1)
+    return orjson.dumps(line) + b"\n"
+
+
+def _ollama_stream_body(model: str, n: int) -> bytes:
+    lines = [_ollama_line(model, f"tok{i} ", False) for i in range(n)] + [_ollama_line(model, "", True, n)]
+    return _NDJSON_HEAD + b"".join(b"%x\r\n%s\r\n" % (len(x), x) for x in lines) + b"0\r\n\r\n"
 
 
 _cache: dict[tuple[object, ...], bytes] = {}
@@ -196,6 +214,23 @@ class _Protocol(asyncio.Protocol):
                 asyncio.get_running_loop().call_later(SLOW_DELAY, self._write, out)
             else:
                 self.transport.write(out)
+        elif method == b"POST" and path.endswith(b"/api/chat"):
+            COUNTS["chat"] += 1
+            req = orjson.loads(body)
+            model = req.get("model") or "stub"
+            if req.get("stream", True) is not False:
+                n = int((req.get("options") or {}).get("num_predict") or 5)
+                out = _cached(("os", model, n), lambda: _ollama_stream_body(model, n))
+            else:
+                out = _cached(("oc", model), lambda: _json_response(orjson.loads(_ollama_line(model, "pong", True))))
+            self.transport.write(out)
+        elif method == b"POST" and path.endswith(b"/api/embed"):
+            COUNTS["embeddings"] += 1
+            req = orjson.loads(body)
+            texts = req["input"] if isinstance(req["input"], list) else [req["input"]]
+            vectors = [[float((len(t) * 7 + d) % 13) / 13.0 for d in range(8)] for t in texts]
+            answer = {"model": req.get("model"), "embeddings": vectors, "prompt_eval_count": len(texts)}
+            self.transport.write(_json_response(answer))
         elif method == b"POST" and path.endswith(b"/embeddings"):
             COUNTS["embeddings"] += 1
             req = orjson.loads(body)

@@ -94,6 +94,8 @@ class Completion:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """:class:`ToolCall` dicts, in the order the model made them."""
     reasoning_content: str | None = None
+    upstream_s: float | None = None
+    """Seconds this attempt waited for the upstream's answer, when the adapter knows it."""
 
     def entry(self, provider: str) -> dict[str, Any]:
         """The answer as the cache keeps it: what a hit replays (its cost too: a hit knows what it saved)."""
@@ -116,6 +118,8 @@ class Embeddings:
     vectors: list[list[float]]
     usage: dict[str, int]
     cost_usd: float = 0.0
+    upstream_s: float | None = None
+    """Seconds this attempt waited for the upstream's answer, when the adapter knows it."""
 
 
 @dataclass(slots=True)
@@ -131,6 +135,8 @@ class StreamState:
     """:class:`ToolCall` dicts assembled from the deltas (their ``arguments`` joined), by index."""
     reasoning_content: str | None = None
     """The reasoning deltas joined, when the provider sent any."""
+    upstream_s: float | None = None
+    """Seconds the stream waited for the upstream (its answer, then each piece), when the adapter knows it."""
 
 
 @dataclass(slots=True)

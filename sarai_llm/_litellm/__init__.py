@@ -33,6 +33,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: E402
 
+from . import _direct  # noqa: E402
 from ._errors import map_exception, mapped  # noqa: E402
 
 __all__ = ["LiteLLMAdapter", "close_clients", "cost_usd", "map_exception"]
@@ -236,6 +237,7 @@ async def close_clients() -> None:
         await _close(client)
     # Ollama embeddings and Anthropic streams use a module-level client, on the loop that first needed it.
     await _close(vars(litellm).pop("module_level_aclient", None))
+    await _direct.close_clients()
 
 
 async def _close(client: Any) -> None:
@@ -277,27 +279,35 @@ class LiteLLMAdapter:
     key, the provider's ``timeout``, ``max_retries=0`` (retries are the gateway's).
     """
 
-    def __init__(self) -> None:
-        self._targets: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    def __init__(self, direct: bool = True) -> None:
+        self._targets: dict[tuple[int, str, bool], tuple[ProviderConfig, dict[str, Any]]] = {}
+        self._direct = direct
+        """Whether requests the direct path serves take it (:mod:`._direct`); False: all go to acompletion."""
 
     def _target(self, provider: ProviderConfig, model: str, embedding: bool) -> dict[str, Any]:
         _release_logging_worker()
-        key = (provider.name, model, embedding)
-        target = self._targets.get(key)
-        if target is None:
+        key = (id(provider), model, embedding)  # a deployment, or a reloaded provider, is another object
+        found = self._targets.get(key)
+        if found is None or found[0] is not provider:
             target = litellm_params(provider, model, embedding=embedding)
             del target["stream_timeout"]  # a Router setting; a bare call's timeout covers streams
             target["max_retries"] = 0  # else the OpenAI SDK retries twice behind the gateway's back
             _register_price(provider, target["model"], embedding)
-            self._targets[key] = target
-        return target
+            found = self._targets[key] = (provider, target)
+        return found[1]
 
     async def complete(self, attempt: Attempt) -> Completion:
         """One chat request."""
         provider, model = attempt.provider, attempt.model
         target, failure = self._target(provider, model, False), None
+        direct = self._direct and await _direct.plan(
+            target, provider.spec.chat_prefix, attempt.params, attempt.messages
+        )
         try:
-            response = await litellm.acompletion(messages=list(attempt.messages), **{**target, **attempt.params})
+            if direct:
+                response = direct.response(await direct.post())
+            else:
+                response = await litellm.acompletion(messages=list(attempt.messages), **{**target, **attempt.params})
             choice = response.choices[0]
             message = choice.message
             calls: list[dict[str, Any]] = []
@@ -305,14 +315,15 @@ class LiteLLMAdapter:
             usage = _usage(getattr(response, "usage", None))
             served = _served_model(response, model)
         except Exception as exc:
-            failure = mapped(exc, provider, model)
+            failure = mapped(direct.litellm_error(exc) if direct else exc, provider, model)
         if failure is not None:  # raised out here: no implicit context with LiteLLM's text
             raise failure
         # LiteLLM deletes reasoning_content when None: getattr would then cost ~1.6 us, vars() a dict read.
         text, reasoning = message.content, vars(message).get("reasoning_content")
         finish, cost = _settle(calls, choice.finish_reason), cost_usd(provider, model, usage)
         thought = reasoning if isinstance(reasoning, str) and reasoning else None
-        return Completion(text if isinstance(text, str) else "", served, usage, finish, cost, calls, thought)
+        upstream = direct.upstream_s if direct else None
+        return Completion(text if isinstance(text, str) else "", served, usage, finish, cost, calls, thought, upstream)
 
     async def stream(self, attempt: Attempt, state: StreamState) -> AsyncGenerator[str, None]:
         """The text pieces of one streamed chat, recording model, usage and finish reason in ``state``."""
@@ -324,10 +335,15 @@ class LiteLLMAdapter:
         stream: Any = None
         text, failure = False, None
         slots: dict[int, dict[str, Any]] | None = None if provider.name == "ollama" else {}  # tool calls by index
+        params = {**usage_on, **attempt.params}
+        direct = self._direct and await _direct.plan(
+            target, provider.spec.chat_prefix, params, attempt.messages, stream=True
+        )
         try:
-            stream = await litellm.acompletion(
-                messages=list(attempt.messages), stream=True, **{**target, **usage_on, **attempt.params}
-            )
+            if direct:
+                stream = direct.chunks(await direct.post(stream=True))
+            else:
+                stream = await litellm.acompletion(messages=list(attempt.messages), stream=True, **{**target, **params})
             async for chunk in stream:
                 if not state.model and getattr(chunk, "model", None):
                     state.model = str(chunk.model)
@@ -356,14 +372,18 @@ class LiteLLMAdapter:
                     text = True
                     yield piece
         except Exception as exc:
-            failure = mapped(exc, provider, model)
+            failure = mapped(direct.litellm_error(exc) if direct else exc, provider, model)
         finally:  # also when the consumer stops early: the connection is released now
             await _close(stream)
+            state.upstream_s = direct.upstream_s if direct else None
         if failure is not None:
             raise failure
         # LiteLLM adds a closing "stop" chunk of its own; received_finish_reason is the provider's.
-        if not text and not state.tool_calls and getattr(stream, "received_finish_reason", "") is None:
+        finished = direct.finish if direct else getattr(stream, "received_finish_reason", "")
+        if not text and not state.tool_calls and finished is None:
             raise ProviderResponseError(provider.name, "the stream ended with no text and no finish_reason")
+        if direct and not state.usage:  # LiteLLM's stream wrapper counts the tokens then
+            state.usage = _usage(direct.counted_usage()) if direct.received else {}
         state.finish_reason = _settle(state.tool_calls, state.finish_reason)
         state.cost_usd = cost_usd(provider, model, state.usage)
 
