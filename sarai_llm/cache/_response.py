@@ -1,5 +1,5 @@
-"""The response cache (LRU + TTL in two tiers), the :class:`Store` protocol of its shared tier, and its keys
-and invalidation tags: BLAKE2b digests of canonical JSON, stable across processes."""
+"""The response cache (LRU + TTL in two tiers), the :class:`Store` protocol of its shared tier, its records, and
+its keys and invalidation tags: BLAKE2b digests of canonical JSON, stable across processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import functools
 import hashlib
 import heapq
 import os
+import sys
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +23,10 @@ from .disk import DiskStore
 _T = TypeVar("_T")
 _KEY_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _DISABLED = "sarai_llm response cache disabled (%s %s: %s: %s); answering uncached"
+_monotonic = time.monotonic
+_BIG_ENDIAN = sys.byteorder == "big"  # records hold vectors as little-endian float64
+# What an entry costs the front besides its value: its key, its _Entry, its place in the OrderedDict (measured).
+_ENTRY_OVERHEAD = 240
 
 
 def request_key(payload: object, namespace: str = "") -> str | None:
@@ -129,11 +135,87 @@ class MemoryStore:
         """Nothing to release: the entries stay for the next cache that opens this store."""
 
 
-class _Entry:
-    __slots__ = ("expires_at", "tag", "value")
+def footprint(value: object) -> int:
+    """Bytes ``value`` holds: ``sys.getsizeof`` of it and of the values it contains (dict keys are shared)."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        return size + sum(map(footprint, value.values()))
+    if isinstance(value, list | tuple):
+        return size + sum(map(footprint, value))
+    return size
 
-    def __init__(self, value: dict[str, Any], expires_at: float, tag: str):
-        self.value, self.expires_at, self.tag = value, expires_at, tag  # expires_at: on the cache's clock
+
+def _packed(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` with its ``vector`` of floats as an ``array("d")``: 8 bytes a float, exact (float64)."""
+    vector = value.get("vector")
+    if type(vector) is list:
+        try:
+            return {**value, "vector": array("d", vector)}
+        except TypeError:  # not all numbers: kept as it is
+            pass
+    return value
+
+
+def encode(value: dict[str, Any], expires_at: float, tag: str) -> bytes:
+    """The store's record: JSON ``{"v": value, "e": expires_at, "t": tag}``; a packed ``vector`` follows it, after
+    a newline (compact JSON has none), as little-endian float64, and is ``null`` in the JSON.
+    Raises ``TypeError`` for a value that is not JSON-like."""
+    vector = value.get("vector")
+    if not isinstance(vector, array):
+        return orjson.dumps({"v": value, "e": expires_at, "t": tag})
+    head = orjson.dumps({"v": {**value, "vector": None}, "e": expires_at, "t": tag})
+    if _BIG_ENDIAN:
+        vector = array("d", vector)
+        vector.byteswap()
+    return head + b"\n" + vector.tobytes()
+
+
+def decode(record: bytes) -> tuple[dict[str, Any], float]:
+    """The value (its ``vector`` packed) and expiry of a record of :func:`encode`.
+    Raises ``KeyError``, ``TypeError`` or ``ValueError`` for one it cannot read."""
+    head, _, packed = record.partition(b"\n")
+    fields = orjson.loads(head)
+    value = fields["v"]
+    if not isinstance(value, dict):
+        raise TypeError("not an entry")
+    if packed:
+        value["vector"] = vector = array("d")
+        vector.frombytes(packed)
+        if _BIG_ENDIAN:
+            vector.byteswap()
+    return _packed(value), float(fields["e"])
+
+
+class _Entry:
+    __slots__ = ("expires_at", "size", "value")
+
+    def __init__(self, value: dict[str, Any], expires_at: float):
+        self.value, self.expires_at = value, expires_at  # expires_at: on the cache's clock
+        self.size = footprint(value) + _ENTRY_OVERHEAD
+
+
+class _Front(OrderedDict[str, _Entry]):
+    """The in-process tier, least recently used first, held to ``max_entries`` and ``max_bytes`` (``nbytes``: their
+    sizes, by :func:`footprint`); the entries it drops stay in the store."""
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        super().__init__()
+        self.max_entries, self.max_bytes, self.nbytes = max_entries, max_bytes, 0
+
+    def put(self, key: str, entry: _Entry) -> None:
+        self.discard(key)
+        self[key] = entry
+        self.nbytes += entry.size
+        while self.nbytes > self.max_bytes or len(self) > self.max_entries:
+            self.nbytes -= self.popitem(last=False)[1].size
+
+    def discard(self, key: str) -> None:
+        if (entry := self.pop(key, None)) is not None:
+            self.nbytes -= entry.size
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
 
 
 class ResponseCache:
@@ -141,8 +223,10 @@ class ResponseCache:
 
     A front in this process serves a hit in about a microsecond and only notes the key and time; the next write
     (a miss, slow anyway) sends the times to the :class:`Store`, the truth for size, LRU order and eviction.
-    ``ttl``, ``sync_interval`` (between checks of the store's epoch, which clear and invalidate change) and
-    ``retry_interval`` (before a failed store is opened again; meanwhile the cache misses) are in seconds;
+    The front holds the most recently used entries that fit in ``memory_mb`` (MB of 2**20 bytes, default 64),
+    embedding vectors packed as float64; the others are read from the store. ``ttl``, ``sync_interval`` (between
+    checks of the store's epoch, which clear and invalidate change) and ``retry_interval`` (before a failed store
+    is opened again; meanwhile the cache misses) are in seconds;
     ``max_size`` counts entries; ``namespace`` prefixes every key; ``clock`` gives the time in seconds;
     ``store`` opens the shared store (default: a :class:`DiskStore` in ``directory``, created if missing).
     Each store failure counts in ``stats()["errors"]``; the first one logs a warning.
@@ -154,6 +238,7 @@ class ResponseCache:
         *,
         ttl: float = 3600,
         max_size: int = 1000,
+        memory_mb: float = 64,
         namespace: str = "",
         clock: Callable[[], float] = time.time,
         sync_interval: float = 1.0,
@@ -171,7 +256,7 @@ class ResponseCache:
         self._open_store = store
         self._store: Store | None = None
         self._where = str(directory) if directory is not None else "the shared store"
-        self._front: OrderedDict[str, _Entry] = OrderedDict()
+        self._front = _Front(max_size, int(memory_mb * 2**20))
         self._touched: dict[str, float] = {}  # key -> last hit, for the store's LRU order
         self._warned = False
         self._epoch: object = None
@@ -203,6 +288,11 @@ class ResponseCache:
         self.close()  # nothing left to write: only releases the store
 
     @property
+    def memory_bytes(self) -> int:
+        """Bytes of entries this process holds in memory: at most ``memory_mb`` MB."""
+        return self._front.nbytes
+
+    @property
     def available(self) -> bool:
         """False while the shared store is failing; the cache then only misses."""
         return self._store is not None
@@ -225,15 +315,15 @@ class ResponseCache:
                 self._fail("cannot open", exc)
 
     def get(self, key: str, *, count_miss: bool = True) -> dict[str, Any] | None:
-        """The value for ``key`` (the cache's own: copy it before handing it out), or ``None``; counts a hit
-        or, unless ``count_miss=False`` (then the caller calls :meth:`count_miss`), a miss."""
-        if time.monotonic() >= self._next_sync:
+        """The value for ``key`` (the cache's own: copy it before handing it out; a ``vector`` is an
+        ``array("d")``), or ``None``; counts a hit or, unless ``count_miss=False`` (then the caller calls
+        :meth:`count_miss`), a miss."""
+        if _monotonic() >= self._next_sync:
             self._sync()
-        entry = self._front.get(key)
-        now = self.clock()
-        if entry is not None:
+        front, now = self._front, self.clock()
+        if (entry := front.get(key)) is not None:
             if entry.expires_at > now:
-                self._front.move_to_end(key)
+                front.move_to_end(key)
                 self._touched[key] = now
                 self.hits += 1
                 return entry.value
@@ -261,24 +351,17 @@ class ResponseCache:
         if (raw := self._try("cannot read", lambda s: s.get(key), None)) is None:
             return None
         try:
-            record = orjson.loads(raw)
-            entry = _Entry(record["v"], float(record["e"]), str(record["t"]))
+            entry = _Entry(*decode(raw))
             if entry.expires_at > now:
-                self._remember(key, entry)
+                self._front.put(key, entry)
                 return entry
         except (KeyError, TypeError, ValueError):  # an entry we cannot read is one we do not have
             pass
         self._drop(key)
         return None
 
-    def _remember(self, key: str, entry: _Entry) -> None:
-        self._front[key] = entry
-        self._front.move_to_end(key)
-        if len(self._front) > self.max_size:
-            self._front.popitem(last=False)
-
     def _drop(self, key: str) -> None:
-        self._front.pop(key, None)
+        self._front.discard(key)
         self._touched.pop(key, None)
         self._try("cannot delete", lambda s: s.delete(key), False)
 
@@ -286,17 +369,17 @@ class ResponseCache:
         """Store a complete answer under ``key``; ``messages`` and ``model`` tag it for :meth:`invalidate`."""
         if self._store is None:
             return
-        now = self.clock()
-        entry = _Entry(value, now + self.ttl, entry_tag(messages, model))
+        now, tag, value = self.clock(), entry_tag(messages, model), _packed(value)
+        entry = _Entry(value, now + self.ttl)
         try:
-            data = orjson.dumps({"v": value, "e": entry.expires_at, "t": entry.tag})
+            data = encode(value, entry.expires_at, tag)
         except TypeError:
             return  # not JSON-like: not cacheable
-        self._try("cannot write", lambda s: self._write(s, key, data, entry, now), None)
+        self._try("cannot write", lambda s: self._write(s, key, data, tag, entry, now), None)
 
-    def _write(self, store: Store, key: str, data: bytes, entry: _Entry, now: float) -> None:
-        store.put(key, data, tag=entry.tag, ttl=self.ttl)
-        self._remember(key, entry)
+    def _write(self, store: Store, key: str, data: bytes, tag: str, entry: _Entry, now: float) -> None:
+        store.put(key, data, tag=tag, ttl=self.ttl)
+        self._front.put(key, entry)
         # A miss is slow anyway: send the hits since the last one with it, for every process's LRU order.
         self._touched[key] = now
         touched, self._touched = self._touched, {}
@@ -304,15 +387,12 @@ class ResponseCache:
         excess = store.count() - self.max_size
         for old in store.least_recent(excess) if excess > 0 else ():
             self.evictions += store.delete(old)
-            self._front.pop(old, None)
+            self._front.discard(old)
 
     def invalidate(self, messages: Sequence[Mapping[str, Any]], model: str | None = None) -> int:
         """Drop the entries of ``messages`` and ``model`` (``None``: any), whatever their parameters; how many."""
-        tag = entry_tag(list(messages), model)
-        any_model = model is None
-        for key, entry in list(self._front.items()):
-            if entry.tag == tag or (any_model and entry.tag.startswith(tag)):
-                del self._front[key]
+        tag, any_model = entry_tag(list(messages), model), model is None
+        self._front.clear()  # as every other process's front, on the new epoch
         return self._try("cannot invalidate", lambda s: s.drop_tag(tag, prefix=any_model), 0, bump=True)
 
     def clear(self) -> None:
@@ -329,6 +409,7 @@ class ResponseCache:
         lookups = self.hits + self.misses
         figures: dict[str, Any] = {"size": len(self), "max_size": self.max_size, "hits": self.hits}
         figures |= {"misses": self.misses, "hit_rate": self.hits / lookups if lookups else 0.0}
+        figures |= {"memory_bytes": self.memory_bytes, "memory_max_bytes": self._front.max_bytes}
         ttl = int(self.ttl) if float(self.ttl).is_integer() else self.ttl
         return figures | {"evictions": self.evictions, "ttl": ttl, "errors": self.errors, "store": self._where}
 

@@ -39,7 +39,12 @@ class DiskStore:
         fresh = not self.directory.is_dir()
         for new in (self.directory, path) if fresh else ():
             new.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(path, eviction_policy="none", size_limit=2**62, statistics=False, tag_index=True)
+        # No memory map and a 4 MB page cache (diskcache's defaults: 64 MB and 32 MB, both counted in the process's
+        # RSS as the store grows): the kernel's page cache keeps reads as fast (~10 us for a 6 KB entry).
+        low_memory = {"sqlite_mmap_size": 0, "sqlite_cache_size": 1024}
+        self._cache = diskcache.Cache(
+            path, eviction_policy="none", size_limit=2**62, statistics=False, tag_index=True, **low_memory
+        )
         for file in path.glob("cache.db*") if fresh else ():
             file.chmod(0o600)
         prefix = f"{namespace}:"
