@@ -1,6 +1,6 @@
 """Run the benchmark suite and print ONE table of medians, ratios and goals (``make bench``).
 
-    .venv/bin/python bench/run.py [--quick] [--variants] [--only import,hit,miss,memory] [--markdown FILE]
+    .venv/bin/python bench/run.py [--quick] [--variants] [--only PART,...] [--markdown FILE]
 
 Each part runs in its own process (so that imports, caches and RSS of one part
 never colour another), each talking to its own fast stub (bench/stub.py):
@@ -10,6 +10,10 @@ never colour another), each talking to its own fast stub (bench/stub.py):
 * ``miss``: bench/miss_stream.py: misses (sequential, concurrency 50), 5- and
   100-chunk streams, replay, coalescing: sarai_llm vs LiteLLM vs the openai SDK;
 * ``memory``: bench/memory.py: RSS growth over 10,000 mixed requests;
+* ``cache_memory``: bench/cache_memory.py: RSS of 100,000 cached 768-dim embeddings (~6 minutes,
+  LiteLLM's misses), and their hits from the cache's front and from the shared store;
+* ``direct``: bench/direct.py: CPU per call of sarai_llm (the direct path) vs the raw openai SDK and
+  bare LiteLLM, OpenAI-compatible and Ollama: chat, 5-chunk stream, embedding; concurrency 50;
 * ``variants`` (only with ``--variants``): bench/router_variants.py: the miss
   path with LiteLLM Router options and price registration.
 
@@ -42,6 +46,8 @@ PARTS = {
     "hit": "cache_hit.py",
     "miss": "miss_stream.py",
     "memory": "memory.py",
+    "cache_memory": "cache_memory.py",
+    "direct": "direct.py",
     "variants": "router_variants.py",
 }
 

@@ -1,12 +1,17 @@
 """The provider chain: which providers a call tries, in what order, and how each attempt is bounded.
 
 * :func:`resolve`: the chain of a call (``provider=`` puts that provider first);
-* :class:`Breaker`: a provider that failed ``allowed_fails`` times in a row is
-  skipped for ``cooldown_time`` seconds (skipped is not an attempt);
-* :meth:`ProviderChain.walk`: one attempt per provider in order, each retried
-  by :func:`~sarai_llm.retry.with_retries`, the whole walk bounded by the
-  call's deadline; every attempt, failure and fallback is reported to the
-  gateway's observers;
+* :class:`Breaker`: a server (a provider, or one of its deployments) that
+  failed ``allowed_fails`` times in a row is skipped for ``cooldown_time``
+  seconds (skipped is not an attempt);
+* :class:`Servers`: which deployment of a provider takes an attempt (the least
+  busy for its weight, ties in turn), and, with ``max_concurrent``, how many
+  may be under way at once (the others wait in order);
+* :meth:`ProviderChain.walk`: one attempt per provider in order (a failed
+  deployment hands over to the provider's next one), each retried by
+  :func:`~sarai_llm.retry.with_retries`, the whole walk bounded by the call's
+  deadline; every attempt, failure and fallback is reported to the gateway's
+  observers;
 * :func:`within`: the deadline of a stream after its first piece.
 """
 
@@ -14,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._log import log
+from ._providers import public_url
 from .errors import AllProvidersFailedError, InvalidRequestError, NoProvidersError, ProviderError, ProviderTimeoutError
 from .retry import with_retries
 
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from .cache import KeyMaker
     from .config import GatewayConfig, ProviderConfig
 
-__all__ = ["Breaker", "ProviderChain", "Request", "Route", "resolve", "within"]
+__all__ = ["Breaker", "ProviderChain", "Request", "Route", "Servers", "breaker_key", "resolve", "server_name", "within"]
 
 T = TypeVar("T")
 _perf = time.perf_counter
@@ -52,6 +59,7 @@ class Request:
     caller: str | None
     key: str | None
     deadline: float | None
+    waited_s: float | None = None  # of the walk, time not spent in sarai_llm or LiteLLM (None: unknown)
 
     @property
     def response_format(self) -> Any:
@@ -116,14 +124,91 @@ class Breaker:
         self._until.pop(name, None)
 
 
+def server_name(server: ProviderConfig) -> str:
+    """A server as stats and metrics name it: its base URL without credentials."""
+    return public_url(server.base_url or server.spec.public_base_url or f"{server.spec.chat_prefix} (LiteLLM's URL)")
+
+
+class Servers:
+    """The servers of the providers (their deployments, or themselves): which takes an attempt, and the slots of
+    those with ``max_concurrent`` (an attempt waits, in order, for a free one)."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.busy: dict[tuple[str, str], int] = {}  # (provider, server) -> attempts under way
+        self.sent: dict[tuple[str, str], int] = {}  # attempts taken, for turns
+        self.queues: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
+
+    def order(self, provider: ProviderConfig, breaker: Breaker) -> list[ProviderConfig]:
+        """The servers to try in turn: the least busy for its weight first, then the one least used so far."""
+        servers = provider.targets
+        if len(servers) == 1:
+            return list(servers)
+        ready = [s for s in servers if not breaker.cooling(breaker_key(provider, s))] or list(servers)
+        busy, sent = self.busy, self.sent
+        return sorted(ready, key=lambda s: (busy.get(k := (s.name, server_name(s)), 0) / s.weight,
+                                            sent.get(k, 0) / s.weight))  # fmt: skip
+
+    async def acquire(self, server: ProviderConfig) -> None:
+        key, started = (server.name, server_name(server)), _perf()
+        limit = server.max_concurrent
+        if limit is not None and self.busy.get(key, 0) >= limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self.queues.setdefault(key, deque()).append(waiter)
+            try:
+                await waiter  # release() handed its slot over
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._free(key)  # handed a slot while giving up: pass it on
+                raise
+        else:
+            self.busy[key] = self.busy.get(key, 0) + 1
+        self.sent[key] = self.sent.get(key, 0) + 1
+        self.events.dispatched(*key, _perf() - started)
+
+    def release(self, server: ProviderConfig, failed: bool) -> None:
+        key = (server.name, server_name(server))
+        self.events.released(*key, failed)
+        self._free(key)
+
+    def _free(self, key: tuple[str, str]) -> None:
+        queue = self.queues.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():  # the slot passes to the first still waiting (on its own loop)
+                waiter.get_loop().call_soon_threadsafe(self._hand, key, waiter)
+                return
+        self.busy[key] -= 1
+
+    def _hand(self, key: tuple[str, str], waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            self._free(key)
+        else:
+            waiter.set_result(None)
+
+
+def breaker_key(provider: ProviderConfig, server: ProviderConfig) -> str:
+    """What the breaker counts: a provider by its name, each of its deployments by name and server."""
+    return provider.name if server is provider else f"{provider.name} {server_name(server)}"
+
+
 class ProviderChain:
     """Walks a chain of providers for one call, reporting to ``events`` (the gateway's observers)."""
 
     def __init__(self, config: GatewayConfig, events: Any):
         self.breaker = Breaker(config.allowed_fails, config.cooldown_time)
-        self.retries = config.num_retries
-        self.deadline = config.deadline
+        self.servers = Servers(events)
         self.events = events
+        self.configure(config)
+
+    def configure(self, config: GatewayConfig) -> None:
+        """Apply retries, breaker and deadline settings of ``config`` to later calls; state carries over."""
+        self.retries, self.deadline = config.num_retries, config.deadline
+        self.breaker.allowed_fails, self.breaker.cooldown = config.allowed_fails, config.cooldown_time
+
+    def cooling(self, provider: ProviderConfig) -> bool:
+        """Whether every server of ``provider`` is skipped now."""
+        return all(self.breaker.cooling(breaker_key(provider, s)) for s in provider.targets)
 
     async def walk(
         self,
@@ -133,50 +218,61 @@ class ProviderChain:
         *,
         embedding: bool = False,
         deadline: float | None = None,
+        keep: bool = False,
     ) -> tuple[ProviderConfig, str, T]:
-        """Try the chain in order until an attempt succeeds: ``(provider, model, result)``.
+        """Try the chain in order until an attempt succeeds: ``(server, model, result)``; ``server`` is the
+        provider, or the deployment of it, that answered.
 
         ``model`` overrides the head's model only. Providers cooling down are
         skipped unless every provider of the chain is. ``deadline`` (seconds,
-        default the configured one) bounds the whole walk.
+        default the configured one) bounds the whole walk, waits for a free
+        server included. ``keep``: the answering server stays taken until the
+        caller's ``servers.release(server, failed)`` (a stream, until its end).
 
         :raises AllProvidersFailedError: every provider failed (or was left untried by the deadline).
         """
-        breaker, events, head = self.breaker, self.events, chain[0]
+        breaker, events, head, servers = self.breaker, self.events, chain[0], self.servers
         operation = "embeddings" if embedding else "chat"
-        candidates = [p for p in chain if not breaker.cooling(p.name)] or list(chain)
+        candidates = [p for p in chain if not self.cooling(p)] or list(chain)
         errors: dict[str, ProviderError] = {}
         deadline = self.deadline if deadline is None else deadline
         ends_at = None if deadline is None else time.monotonic() + deadline
         for provider in candidates:
             name = provider.name
-            chosen = (
-                model if provider is head and model else provider.embed_model if embedding else provider.model
-            ) or ""
-            remaining = None if ends_at is None else ends_at - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                errors[name] = ProviderTimeoutError(name, f"not tried: the call's deadline of {deadline:g} s passed")
-                continue  # named in the error, not counted as an attempt
-            events.attempt(name, chosen)
-            started = _perf()
-            try:
-                async with asyncio.timeout(remaining):
-                    result = await with_retries(partial(attempt, provider, chosen), self.retries, ends_at)
-            except (ProviderError, TimeoutError) as exc:
-                error = (
-                    exc
-                    if isinstance(exc, ProviderError)
-                    else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
-                )
-                events.failure(name, chosen, (_perf() - started) * 1000.0, error, operation=operation)
-                breaker.failure(name)
-                errors[name] = error
-                log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
-                continue
-            breaker.success(name)
-            if provider is not head:
-                events.fallback(head.name, name)
-            return provider, chosen, result
+            for server in servers.order(provider, breaker):
+                chosen = model if provider is head and model else server.embed_model if embedding else server.model
+                remaining = None if ends_at is None else ends_at - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    errors[name] = ProviderTimeoutError(
+                        name, f"not tried: the call's deadline of {deadline:g} s passed"
+                    )
+                    break  # named in the error, not counted as an attempt
+                events.attempt(name, chosen or "")
+                started, failed = _perf(), True
+                try:
+                    async with asyncio.timeout(remaining):
+                        await servers.acquire(server)
+                        try:
+                            result = await with_retries(partial(attempt, server, chosen or ""), self.retries, ends_at)
+                            failed = False
+                        finally:
+                            if failed or not keep:
+                                servers.release(server, failed)
+                except (ProviderError, TimeoutError) as exc:
+                    error = (
+                        exc
+                        if isinstance(exc, ProviderError)
+                        else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
+                    )
+                    events.failure(name, chosen or "", (_perf() - started) * 1000.0, error, operation=operation)
+                    breaker.failure(breaker_key(provider, server))
+                    errors[name] = error
+                    log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
+                    continue
+                breaker.success(breaker_key(provider, server))
+                if provider is not head:
+                    events.fallback(head.name, name)
+                return server, chosen or "", result
         raise AllProvidersFailedError(errors)
 
 

@@ -4,6 +4,7 @@ so that errors can say ``LLM_GATEWAY_CACHE_TTL (environment)`` or ``/path/config
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from difflib import get_close_matches
@@ -23,13 +24,34 @@ YAML_ROOT = "llm_gateway"
 Layout = Mapping[str, tuple[str, str | None]]  # flat name -> (model field, key in its section or None if top-level)
 # The traced sources of the load under way, for the settings class to read afterwards.
 CURRENT_LOAD: ContextVar[list[TracedSource] | None] = ContextVar("sarai_llm_config_load", default=None)
+NAME = re.compile(r"[a-z][a-z0-9_]*")  # of a provider
+CUSTOM_FIELD = "custom_providers"  # the model field of the providers defined in configuration
+_custom_keys: tuple[str, ...] = ()  # settings of a custom provider, longest first; see configure_custom
+_reserved: frozenset[str] = frozenset()  # names a custom provider cannot have: the model's fields
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def configure_custom(keys: Iterable[str], reserved: Iterable[str]) -> None:
+    global _custom_keys, _reserved
+    _custom_keys, _reserved = tuple(sorted(keys, key=len, reverse=True)), frozenset(reserved)
+
+
+def custom_name(flat: str) -> tuple[str, str] | None:
+    """``("vllm_big", "embed_model")`` for the flat name of a custom provider's setting, ``vllm_big_embed_model``."""
+    for key in _custom_keys:
+        name = flat.removesuffix("_" + key)
+        if name != flat and NAME.fullmatch(name) and name not in _reserved:
+            return name, key
+    return None
 
 
 def nest(flat: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name, value in flat.items():
         field, key = layout.get(name, (name, None))
-        if key is None:
+        if name not in layout and (custom := custom_name(name)):
+            data.setdefault(CUSTOM_FIELD, {}).setdefault(custom[0], {})[custom[1]] = value
+        elif key is None:
             data[field] = value
         else:
             data.setdefault(field, {})[key] = value
@@ -67,6 +89,13 @@ class TracedSource(PydanticBaseSettingsSource):
                 flat[name] = section
             elif key is not None and isinstance(section, Mapping) and key in section:
                 flat[name] = section[key]
+        for name, section in (data.get(CUSTOM_FIELD) or {}).items():  # arguments: nested already
+            flat.update((f"{name}_{key}", value) for key, value in section.items())
+        env = getattr(self.inner, "env_vars", None) or {}  # the environment's and .env's: custom providers
+        prefix = ENV_PREFIX.lower()
+        for var, value in env.items():
+            if var.startswith(prefix) and var[len(prefix) :] not in self.layout and custom_name(var[len(prefix) :]):
+                flat[var[len(prefix) :]] = value
         return flat
 
     def describe(self, name: str) -> str:
@@ -102,12 +131,29 @@ class YamlSource(TracedSource):
         top = {key: name for (key, sub), name in self.names.items() if sub is None}
         sections = {key for key, sub in self.names if sub is not None}
         for key, value in read_yaml_section(self.path).items():
+            if key == "providers":
+                flat.update(self._custom(value))
+                continue
             if key not in sections:
-                flat[self._name(top, key, YAML_ROOT, hints=sections)] = value
+                flat[self._name(top, key, YAML_ROOT, hints=[*sections, "providers"])] = value
                 continue
             known = {sub: name for (field, sub), name in self.names.items() if field == key and sub is not None}
             for sub, sub_value in _mapping(value, self.path, f"{YAML_ROOT}.{key}").items():
                 flat[self._name(known, sub, f"{YAML_ROOT}.{key}")] = sub_value
+        return flat
+
+    def _custom(self, value: Any) -> dict[str, Any]:
+        """The settings of ``llm_gateway.providers``, by flat name (``groq_model``)."""
+        assert self.path is not None
+        flat: dict[str, Any] = {}
+        for name, section in _mapping(value, self.path, f"{YAML_ROOT}.providers").items():
+            where = f"{YAML_ROOT}.providers.{name}"
+            if not isinstance(name, str) or not NAME.fullmatch(name) or name in _reserved:
+                problem = "a built-in provider or a setting" if name in _reserved else "lowercase letters, digits, _"
+                raise ConfigError(f"{ERROR_PREFIX}{self.path}: {where}: not a name for a new provider ({problem})")
+            known = {key: f"{name}_{key}" for key in _custom_keys}
+            for key, setting in _mapping(section, self.path, where).items():
+                flat[self._name(known, key, where)] = setting
         return flat
 
     def _name(self, known: dict[str, str], key: Any, where: str, hints: Iterable[str] = ()) -> str:
@@ -159,7 +205,24 @@ def read_yaml_section(path: Path) -> dict[Any, Any]:
         return {}
     if not isinstance(document, dict) or YAML_ROOT not in document:
         raise ConfigError(f"{ERROR_PREFIX}{path}: expected a top-level '{YAML_ROOT}:' mapping")
-    return _mapping(document[YAML_ROOT], path, YAML_ROOT)
+    return _mapping(_expand(document[YAML_ROOT], path, YAML_ROOT), path, YAML_ROOT)
+
+
+def _expand(value: Any, path: Path, where: str) -> Any:
+    """``value`` with each ``${VAR}`` in its text replaced by that environment variable; an unset one raises."""
+    if isinstance(value, dict):
+        return {key: _expand(v, path, f"{where}.{key}") for key, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def variable(match: re.Match[str]) -> str:
+        if (found := os.environ.get(match[1])) is None:
+            raise ConfigError(f"{ERROR_PREFIX}{path}: {where}: environment variable {match[1]} is not set")
+        return found
+
+    return _VARIABLE.sub(variable, value)
 
 
 def _mapping(value: Any, path: Path, where: str) -> dict[Any, Any]:
@@ -177,8 +240,8 @@ def validation_message(
     parts: dict[str, None] = {}  # in order, without repeats
     echoes_secret = False
     for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"][:2]] + ["", ""]
-        name = names.get((loc[0], loc[1] or None), loc[0])
+        loc = [str(part) for part in error["loc"][:3]] + ["", "", ""]
+        name = f"{loc[1]}_{loc[2]}" if loc[0] == CUSTOM_FIELD else names.get((loc[0], loc[1] or None), loc[0])
         source = next((s for s in sources if name in s.flat), None)
         text = f"{source.describe(name) if source is not None else f'{name} (default)'}: {error['msg']}"
         if name in secrets or (isinstance(error.get("input"), str) and url_secrets(error["input"])):

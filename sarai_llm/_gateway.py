@@ -10,7 +10,6 @@
 * the attempt itself: an :class:`~sarai_llm._adapter.Adapter`, LiteLLM's
   (:mod:`sarai_llm._litellm`, imported on the first miss) or the test fake's;
 * record: the gateway's observers (:mod:`sarai_llm.observe`).
-
 What differs between the three is only what their protocols make differ: a
 chat answer arrives whole, a stream piece by piece (it may fail over only
 before its first piece), and an embedding call carries many texts, each
@@ -28,11 +27,13 @@ from ._adapter import Attempt, no_usage
 from ._chain import ProviderChain, Request, Route, resolve
 from ._coalesce import Flights
 from ._embeddings import embed_texts
+from ._reload import Watcher
 from ._streams import ChatStream
 from ._structured import key_form, parse
 from ._validate import check_call, check_messages, check_options, check_sendable, check_shared, check_texts
 from .cache import KeyMaker, ResponseCache, Store, default_cache_dir, store_factory
 from .config import GatewayConfig
+from .errors import redact
 from .observe import Events, GatewayMetrics, Observer, observers_for
 from .supply_chain import check_litellm
 
@@ -49,8 +50,8 @@ _NO_USAGE = no_usage()
 class Gateway:
     """One configured gateway: providers, cache, observers, and the pipeline every call runs through.
 
-    Use :func:`sarai_llm.get_gateway` for the process-wide instance. Results
-    are plain dicts.
+    Use :func:`sarai_llm.get_gateway` for the process-wide instance. Results are plain dicts. Edits
+    of the files its settings came from reach its next calls (:mod:`sarai_llm._reload`).
 
     :param config: the settings (default: :meth:`GatewayConfig.load`).
     :param adapter: what makes one attempt on one provider (default: LiteLLM,
@@ -80,6 +81,9 @@ class Gateway:
         self._chain = ProviderChain(config, self.events)
         self._routes: dict[tuple[str, str | None], Route] = {}
         self._flights = Flights()
+        self._reload_every = 1.0  # seconds between looks at the watched files (tests set 0)
+        self._watcher = Watcher(self)
+        self._reload_at = self._watcher.next_look()  # the hot path's one comparison: _perf() >= _reload_at
         self.last_health: dict[str, dict[str, Any]] = {}
         """The latest :meth:`health_check` result per provider, with ``checked_at`` (epoch seconds)."""
 
@@ -103,18 +107,19 @@ class Gateway:
         return self._route("chat", provider).chain
 
     def _route(self, kind: str, provider: str | None) -> Route:
-        route = self._routes.get((kind, provider)) if provider is None or isinstance(provider, str) else None
+        routes = self._routes  # a reload replaces the dict: a route resolved meanwhile lands in the old one
+        route = routes.get((kind, provider)) if provider is None or isinstance(provider, str) else None
         if route is None:
             chain = self._resolve(provider, embedding=kind == "embed")
             keys = None
             if self.cache is not None:
                 models = [(p.name, p.base_url, p.embed_model if kind == "embed" else p.model) for p in chain]
                 keys = KeyMaker([kind, models], self.cache.namespace)
-            route = self._routes[(kind, provider)] = Route(chain, keys)
+            route = routes[(kind, provider)] = Route(chain, keys)
         return route
 
     def _resolve(self, provider: str | None, *, embedding: bool = False) -> list[ProviderConfig]:
-        return resolve(self.config, provider, embedding=embedding)
+        return resolve(self.config, provider, embedding=embedding)  # the fake's differs
 
     def _adapter_for_miss(self) -> Adapter:
         """The adapter, made on the first miss (which pays for importing LiteLLM)."""
@@ -147,6 +152,8 @@ class Gateway:
     ) -> ChatResult:
         """Answer a chat; see :func:`sarai_llm.chat`."""
         started = _perf()
+        if started >= self._reload_at:
+            self._watcher.look(started)
         check_options(caller, deadline)
         route = self._route("chat", provider)
         key = None
@@ -176,7 +183,10 @@ class Gateway:
                 raise
             self._store(request, answer)
             self._flights.land(key, flight, answer)
-            return self._answered(answer, False, False, started, caller, request.response_format)
+            result = self._answered(answer, False, False, started, caller, request.response_format)
+            if request.waited_s is not None:  # the call's time minus the upstream's: sarai_llm's and LiteLLM's
+                self.events.overhead(answer["provider"], result["latency_ms"] / 1000.0 - request.waited_s)
+            return result
         except BaseException:
             self.events.call_failed(caller)
             raise
@@ -198,6 +208,8 @@ class Gateway:
 
         Everything is checked here, at the call site, before the iterator is returned.
         """
+        if (now := _perf()) >= self._reload_at:
+            self._watcher.look(now)
         check_options(caller, deadline)
         route = self._route("chat", provider)
         key = None
@@ -240,12 +252,18 @@ class Gateway:
             completion = await adapter.complete(Attempt(provider, model, request.params, request.messages))
             if request.response_format is not None:  # invalid: this attempt failed
                 parse(request.response_format, completion.content, provider.name, completion.tool_calls)
-            self.events.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
+            took = _perf() - started
+            self.events.success(provider.name, model, took * 1000.0, completion.usage)
+            own = None if completion.upstream_s is None else took - completion.upstream_s
+            request.waited_s = None if own is None else -own  # the walk's time is added below
             return completion
 
+        walked = _perf()
         provider, _, completion = await self._chain.walk(
             request.chain, request.model, attempt, deadline=request.deadline
         )
+        if request.waited_s is not None:  # the walk, less what the answering attempt spent here
+            request.waited_s += _perf() - walked
         return completion.entry(provider.name)
 
     async def embed(
@@ -261,6 +279,8 @@ class Gateway:
     ) -> list[float] | list[list[float]]:
         """Embed one text (``list[float]``) or a list (``list[list[float]]``); see :func:`sarai_llm.embed`."""
         started = _perf()
+        if started >= self._reload_at:
+            self._watcher.look(started)
         texts, single = check_texts(text)
         check_shared(model, use_cache, provider_kwargs)
         check_options(caller, deadline)
@@ -351,10 +371,14 @@ class Gateway:
         snapshot = self.stats.snapshot()
         if self.cache is not None:
             snapshot["cache"] = {**self.cache.stats(), "coalesced": self.stats.coalesced}
+        error = self.stats.last_reload_error
         snapshot["config"] = {
             "primary_provider": self.config.primary_provider,
             "fallback_providers": list(self.config.fallback_providers),
             "cache_enabled": self.cache is not None,
+            "reloads": self.stats.reloads["ok"],
+            "reload_errors": self.stats.reloads["error"],
+            "last_reload_error": None if error is None else redact(error),
         }
         return snapshot
 
@@ -366,7 +390,7 @@ class Gateway:
 
     def cooling(self, provider: str) -> bool:
         """Whether ``provider`` is skipped for now after repeated failures (``allowed_fails``, ``cooldown_time``)."""
-        return self._chain.breaker.cooling(provider)
+        return provider in self.config.providers and self._chain.cooling(self.config.provider(provider))
 
     def clear_cache(self) -> None:
         """Drop every cached answer (in this process and the shared store)."""
@@ -409,20 +433,15 @@ def _open_cache(
         None if store is not None else settings.dir or default_cache_dir(),
         ttl=settings.ttl,
         max_size=settings.max_size,
+        memory_mb=settings.memory_mb,
         namespace=settings.namespace,
         clock=clock or time.time,
         store=store,
     )
 
 
-def _key(
-    route: Route,
-    model: str | None,
-    messages: Any,
-    temperature: float,
-    max_tokens: int | None,
-    kwargs: dict[str, Any],
-) -> str | None:
+def _key(route: Route, model: str | None, messages: Any, temperature: float, max_tokens: int | None,
+         kwargs: dict[str, Any]) -> str | None:  # fmt: skip
     """The cache key of a chat on ``route`` (``None``: not cacheable); a pydantic ``response_format`` by its schema."""
     response_format = kwargs.get("response_format")
     if response_format is not None:

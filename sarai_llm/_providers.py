@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -64,14 +66,43 @@ SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (
                  free=True),
 )}
 # fmt: on
-PROVIDERS: tuple[str, ...] = tuple(SPECS)  # names of the providers sarai_llm knows, in table order
+PROVIDERS: tuple[str, ...] = tuple(SPECS)  # names of the built-in providers, in table order
+_TEMPLATES = {"ollama_chat": SPECS["ollama"], "ollama": SPECS["ollama"], "anthropic": SPECS["anthropic"]}
+_GENERIC = ProviderSpec("", "", None, "", None, "", placeholder_key=False, bare_host_path="")
+
+
+@cache
+def litellm_prefixes() -> frozenset[str]:
+    """The model-string prefixes LiteLLM routes (``groq``, ``ollama_chat``, ...), from the list kept in step with it."""
+    lines = Path(__file__).with_name("litellm_providers.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def custom_spec(name: str, model: str, embed_model: str | None, base_url: str | None) -> ProviderSpec:
+    """The row of a provider defined in configuration by LiteLLM model strings (``groq/llama-3.1-8b-instant``):
+    the built-in row of the same protocol where there is one (``openai/...`` with a base URL behaves as ``local``,
+    without one as ``openai``), else a generic one. Its models are the strings without their prefix."""
+    prefix, _, bare = model.partition("/")
+    embed_prefix, _, embed_bare = (embed_model or "").partition("/")
+    template = SPECS["local" if base_url else "openai"] if prefix == "openai" else _TEMPLATES.get(prefix, _GENERIC)
+    return replace(
+        template,
+        name=name,
+        chat_prefix=prefix,
+        embed_prefix=embed_prefix or None,
+        default_model=bare,
+        default_embed_model=embed_bare or None,
+        litellm_provider=template.litellm_provider or prefix,
+        default_base_url=None,
+        free=template.free and base_url is not None,
+    )
 
 
 def api_base(provider: ProviderConfig) -> str | None:
     """LiteLLM's ``api_base`` for the provider's base URL (see ``ProviderSpec.strip_suffix``); ``None``: its default."""
     if not provider.base_url:
         return None
-    spec = SPECS[provider.name]
+    spec = provider.spec
     url = provider.base_url.rstrip("/").removesuffix(spec.strip_suffix)
     return url + spec.bare_host_path if urlsplit(url).path in ("", "/") else url
 
@@ -96,7 +127,7 @@ def public_url(url: str) -> str:
 
 def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
     """The LiteLLM model string for ``model`` served by ``provider``: ``ollama_chat/llama3.2``."""
-    spec = SPECS[provider.name]
+    spec = provider.spec
     return f"{spec.embed_prefix if embedding and spec.embed_prefix else spec.chat_prefix}/{model}"
 
 
@@ -122,25 +153,42 @@ def litellm_params(
     key = provider.api_key.get_secret_value() if provider.api_key else None
     if key:
         params["api_key"] = f"os.environ/{api_key_env(provider)}" if key_as_reference else key
-    elif SPECS[provider.name].placeholder_key and base is not None:
+    elif provider.spec.placeholder_key and base is not None:
         params["api_key"] = NO_KEY
     return params
 
 
-def probe_request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
-    """The URL and headers of the health probe for ``provider`` (base URL normalised as by :func:`api_base`)."""
-    spec = SPECS[provider.name]
+def probe_request(provider: ProviderConfig) -> tuple[str | None, dict[str, str]]:
+    """The URL (``None``: none known) and headers of the health probe for ``provider`` (base URL normalised as by
+    :func:`api_base`)."""
+    spec = provider.spec
     key = provider.api_key.get_secret_value() if provider.api_key else ""
     headers = {name: value.format(key=key) for name, value in spec.probe_headers if key or "{key}" not in value}
-    return f"{api_base(provider) or spec.public_base_url or ''}{spec.probe_path}", headers
+    base = api_base(provider) or spec.public_base_url
+    return (base + spec.probe_path if base else None), headers
 
 
 async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -> dict[str, dict[str, Any]]:
-    """Probe each provider concurrently within ``timeout`` seconds: name -> ``{"ok", "latency_ms", "error"}``."""
+    """Probe each provider concurrently within ``timeout`` seconds: name -> ``{"ok", "latency_ms", "error"}``
+    (``ok`` ``None``: no URL to probe is known); a provider with deployments is up when one of them is, and
+    its ``"deployments"`` hold each one's result by server."""
     import httpx  # deferred: only health checks pay for it
+
+    async def check(client: httpx.AsyncClient, provider: ProviderConfig) -> dict[str, Any]:
+        if not provider.deployments:
+            return await probe(client, provider)
+        found = await asyncio.gather(*(probe(client, d) for d in provider.deployments))
+        servers = {public_url(d.base_url or ""): r for d, r in zip(provider.deployments, found, strict=True)}
+        up = [r for r in found if r["ok"]]
+        error = None if up else "; ".join(f"{s}: {r['error']}" for s, r in servers.items())
+        return {"ok": bool(up), "latency_ms": min(r["latency_ms"] for r in up or found), "error": error,
+                "deployments": servers}  # fmt: skip
 
     async def probe(client: httpx.AsyncClient, provider: ProviderConfig) -> dict[str, Any]:
         url, headers = probe_request(provider)
+        if url is None:
+            why = f"not checked: no base URL to probe ({provider.spec.chat_prefix} uses LiteLLM's)"
+            return {"ok": None, "latency_ms": 0.0, "error": why}
         shown = public_url(url)  # the exception's text is redacted: the config registered the URL's credentials
         started = time.perf_counter()
         error: str | None = None
@@ -156,5 +204,5 @@ async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -
 
     unique = list({p.name: p for p in providers}.values())
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        results = await asyncio.gather(*(probe(client, p) for p in unique))
+        results = await asyncio.gather(*(check(client, p) for p in unique))
     return {p.name: r for p, r in zip(unique, results, strict=True)}

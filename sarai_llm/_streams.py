@@ -125,8 +125,10 @@ async def _upstream(
 
     deadline = request.deadline if request.deadline is not None else gw.config.deadline
     ends_at = None if deadline is None else time.monotonic() + deadline
-    provider, model, (first, pieces) = await gw._chain.walk(request.chain, request.model, attempt, deadline=deadline)
-    name = provider.name
+    server, model, (first, pieces) = await gw._chain.walk(
+        request.chain, request.model, attempt, deadline=deadline, keep=True
+    )
+    name, failed = server.name, True
     if flight is not None:
         flight.provider = name
     rest = pieces if ends_at is None or deadline is None else within(pieces, ends_at, deadline, name)
@@ -143,10 +145,12 @@ async def _upstream(
             yield take(first)
         async for piece in rest:
             yield take(piece)
+        failed = False
     except ProviderError as exc:
         events.failure(name, model, (_perf() - opened_at) * 1000.0, exc)
         raise StreamInterruptedError(name, len(chunks), exc) from exc
     finally:  # also when the consumer stops early: close upstream now, not at collection
+        gw._chain.servers.release(server, failed)
         await rest.aclose()
         await pieces.aclose()
     content, tool_calls = "".join(chunks), state.tool_calls

@@ -7,81 +7,57 @@ case); ``.env``; the YAML file (``config``, else ``LLM_GATEWAY_CONFIG``, else ``
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
-from pydantic_core import PydanticCustomError, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SkipValidation,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ValidationError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from . import _config_fields as fields
 from . import _config_sources as sources
-from ._providers import ENV_PREFIX, PROVIDERS, SPECS, ProviderSpec, public_url, url_secrets
+from ._providers import (
+    ENV_PREFIX,
+    PROVIDERS,
+    SPECS,
+    ProviderSpec,
+    custom_spec,
+    public_url,
+    url_secrets,
+)
 from .errors import ConfigError, redact, register_secrets
 
 __all__ = ["ENV_PREFIX", "PROVIDERS", "CacheConfig", "CacheSettings"]
-__all__ += ["GatewayConfig", "ProviderConfig", "ProviderSettings"]
-_EXPECTED_PROVIDER = f"expected one of {', '.join(PROVIDERS)}"
+__all__ += ["CustomProviderSettings", "DeploymentSettings", "GatewayConfig", "ProviderConfig", "ProviderSettings"]
 _DEFAULTS_ONLY: ContextVar[bool] = ContextVar("sarai_llm_config_defaults_only", default=False)  # see defaults()
 
 
-def _blank_is_none(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    return (value.strip() or None) if isinstance(value, str) else value
+class DeploymentSettings(BaseModel):
+    """One server of a provider (``deployments:``); what it leaves out it takes from its provider."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-def _url(code: str, schemes: tuple[str, ...], form: str) -> AfterValidator:
-    """Accepts a URL with one of ``schemes`` and a host (a path for ``unix``), text ones without trailing ``/``."""
+    base_url: Annotated[str, fields.url("base_url", ("http", "https"), fields.HTTP_FORM)]
+    api_key: fields.Secret = None
+    model: fields.Text = None
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # share of the calls, relative to the others
+    max_concurrent: int | None = Field(default=None, ge=1)
 
-    def check(value: Any) -> Any:  # errors never quote the URL: it may hold a password
-        url = value.get_secret_value() if isinstance(value, SecretStr) else value.rstrip("/")
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-        except ValueError:
-            raise PydanticCustomError(code, form) from None
-        scheme = parts.scheme.lower()
-        if scheme not in schemes or not (parts.path if scheme == "unix" else parts.hostname):
-            raise PydanticCustomError(code, form)
-        return value if isinstance(value, SecretStr) else url
-
-    return AfterValidator(lambda value: None if value is None else check(value))
-
-
-def _split_list(value: Any) -> Any:
-    if not isinstance(value, str):
-        return [] if value is None else value
-    if not value.strip().startswith("["):
-        return value.split(",")
-    try:
-        return json.loads(value)
-    except ValueError:
-        raise PydanticCustomError("json_list", "expected a comma list or a JSON list") from None
-
-
-def _known_providers(names: list[str]) -> list[str]:
-    """``names`` normalised (case, spaces); an unknown one is an error listing the known ones."""
-    unknown = ", ".join(repr(n.strip()) for n in names if n.strip().lower() not in PROVIDERS)
-    if unknown:
-        raise PydanticCustomError("unknown_provider", f"unknown provider {unknown}; {_EXPECTED_PROVIDER}")
-    return [n.strip().lower() for n in names]
-
-
-_Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_Price = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]  # US dollars per token
-# Blank text (an empty environment variable, "" in YAML) means unset.
-_Text = Annotated[str | None, BeforeValidator(_blank_is_none)]
-_Secret = Annotated[SecretStr | None, BeforeValidator(_blank_is_none)]
-_HTTP_FORM = "expected an http:// or https:// URL with a host, like http://localhost:11434"
-_BaseURL = Annotated[_Text, _url("base_url", ("http", "https"), _HTTP_FORM)]
-_REDIS_FORM = "expected a redis://, rediss:// or unix:// URL, like redis://localhost:6379/0"
-_RedisURL = Annotated[_Secret, _url("redis_url", ("redis", "rediss", "unix"), _REDIS_FORM)]
-_lower = BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
-_UserPath = Annotated[Path | None, BeforeValidator(_blank_is_none), AfterValidator(lambda p: p and p.expanduser())]
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True) | {"base_url": public_url(self.base_url), "api_key": "***"}
 
 
 class ProviderSettings(BaseModel):
@@ -89,13 +65,15 @@ class ProviderSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
-    base_url: _BaseURL = None  # without trailing "/"; None: LiteLLM's default (openai, anthropic) or not usable
+    base_url: fields.BaseURL = None  # without trailing "/"; None: LiteLLM's default (openai, anthropic) or not usable
     model: str = Field(min_length=1)  # chat model; "default_model" or "model" in YAML
-    embed_model: _Text = None  # None: the provider cannot embed (always None for anthropic)
-    timeout: _Seconds = 300.0  # seconds one request may take
-    api_key: _Secret = None
-    input_cost_per_token: _Price = None  # None: LiteLLM's price list (free providers cost 0); see ``priced``
-    output_cost_per_token: _Price = None
+    embed_model: fields.Text = None  # None: the provider cannot embed (always None for anthropic)
+    timeout: fields.Seconds = 300.0  # seconds one request may take
+    api_key: fields.Secret = None
+    input_cost_per_token: fields.Price = None  # None: LiteLLM's price list (free providers cost 0); see ``priced``
+    output_cost_per_token: fields.Price = None
+    max_concurrent: int | None = Field(default=None, ge=1)  # calls in flight at once; more wait in order
+    deployments: Annotated[tuple[DeploymentSettings, ...], NoDecode, BeforeValidator(fields.deployments)] = ()
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> ProviderSettings:
@@ -106,14 +84,32 @@ class ProviderSettings(BaseModel):
             yield name, public_url(value) if name == "base_url" and value else value
 
 
-class ProviderConfig(ProviderSettings):
-    """The settings of one provider, as the router needs them (read-only); built by :meth:`GatewayConfig.provider`."""
+class CustomProviderSettings(ProviderSettings):
+    """A provider defined in configuration (``llm_gateway.providers.<name>``) by LiteLLM model strings."""
 
-    name: str  # one of PROVIDERS
+    model: Annotated[str, AfterValidator(fields.litellm_model)]
+    embed_model: Annotated[fields.Text, AfterValidator(fields.litellm_model)] = None
+
+
+class ProviderConfig(ProviderSettings):
+    """The settings of one provider, or of one of its deployments, as the router needs them (read-only); built by
+    :meth:`GatewayConfig.provider`. Models are without the LiteLLM prefix, which ``spec`` holds."""
+
+    name: str
+    spec: SkipValidation[ProviderSpec] = Field(
+        repr=False,
+        exclude=True,
+        default_factory=lambda data: (
+            SPECS.get(data["name"]) or custom_spec(data["name"], f"openai/{data['model']}", None, data["base_url"])
+        ),
+    )
+    weight: float = 1.0  # a deployment's share of the calls
+    deployments: tuple[ProviderConfig, ...] = ()  # type: ignore[assignment]  # each a server of its own; () if one
 
     @property
-    def spec(self) -> ProviderSpec:
-        return SPECS[self.name]
+    def targets(self) -> tuple[ProviderConfig, ...]:
+        """Where calls go: the deployments, or the provider itself."""
+        return self.deployments or (self,)
 
     @property
     def priced(self) -> bool:
@@ -129,7 +125,7 @@ class ProviderConfig(ProviderSettings):
     def missing_settings(self) -> list[str]:
         """Environment variables, any one of which would make the provider usable; empty when :attr:`configured`."""
         by_key = self.name in SPECS and self.spec.key_makes_usable
-        if self.base_url is not None or (by_key and self.api_key is not None):
+        if self.name not in SPECS or self.base_url is not None or (by_key and self.api_key is not None):
             return []
         prefix = f"{ENV_PREFIX}{self.name.upper()}_"
         return [f"{prefix}API_KEY", f"{prefix}BASE_URL"] if by_key else [f"{prefix}BASE_URL"]
@@ -141,11 +137,12 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     enabled: bool = True
-    ttl: _Seconds = 3600.0  # seconds an entry stays valid
+    ttl: fields.Seconds = 3600.0  # seconds an entry stays valid
     max_size: int = Field(default=1000, ge=1)  # entries held before the least recently used is evicted
-    dir: _UserPath = None  # of the disk cache; None: $XDG_CACHE_HOME/sarai_llm or ~/.cache/sarai_llm
+    memory_mb: float = Field(default=64.0, gt=0, allow_inf_nan=False)  # bound of the in-process front, MB
+    dir: fields.UserPath = None  # of the disk cache; None: $XDG_CACHE_HOME/sarai_llm or ~/.cache/sarai_llm
     namespace: str = ""  # separates the entries of applications sharing one store
-    backend: Annotated[Literal["disk", "redis"], _lower] = "disk"  # "disk": one host, "redis": many
+    backend: Annotated[Literal["disk", "redis"], fields.lower] = "disk"  # "disk": one host, "redis": many
 
 
 class CacheConfig(CacheSettings):
@@ -172,39 +169,46 @@ class GatewayConfig(BaseSettings):
     )
 
     # Declared in this order on purpose: fallback_providers' validator reads primary_provider.
-    primary_provider: Annotated[str, AfterValidator(lambda v: _known_providers([v])[0])] = "ollama"
+    primary_provider: Annotated[str, AfterValidator(lambda v: fields.provider_names([v])[0])] = "ollama"
     # A comma or JSON list, tried in order when the primary fails; the primary and duplicates are dropped.
-    fallback_providers: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(default_factory=list)
+    fallback_providers: Annotated[list[str], NoDecode, BeforeValidator(fields.split_list)] = Field(default_factory=list)
     # One ProviderSettings section per row of the provider table: config.ollama, config.openai, ...
     for _spec in SPECS.values():
         __annotations__[_spec.name] = ProviderSettings
         vars()[_spec.name] = ProviderSettings.from_spec(_spec)
     del _spec
+    custom_providers: dict[str, CustomProviderSettings] = Field(default_factory=dict)  # llm_gateway.providers
     cache: CacheSettings = CacheSettings()  # cache_settings adds redis_url
-    redis_url: _RedisURL = None  # for cache_backend=redis: redis://[:password@]host:6379/0 (a secret)
+    redis_url: fields.RedisURL = None  # for cache_backend=redis: redis://[:password@]host:6379/0 (a secret)
     num_retries: int = Field(default=0, ge=0)  # of the same provider before falling back
     allowed_fails: int = Field(default=3, ge=0)  # consecutive failures after which a provider cools down
     cooldown_time: float = Field(default=30.0, ge=0, allow_inf_nan=False)  # seconds a provider is then skipped
-    health_timeout: _Seconds = 5.0  # seconds per provider
-    deadline: _Seconds | None = None  # seconds a whole call may take across its chain; None: no bound
+    health_timeout: fields.Seconds = 5.0  # seconds per provider
+    deadline: fields.Seconds | None = None  # seconds a whole call may take across its chain; None: no bound
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # of the Prometheus endpoint; None: not served
     metrics_host: str = "127.0.0.1"
     metrics_global: bool = False  # prometheus-client's global registry instead of the gateway's own
-    config: _UserPath = None  # YAML file; None: ./config.yaml when it exists
+    config: fields.UserPath = None  # YAML file; None: ./config.yaml when it exists
+    watch_config: bool = True  # apply edits of the YAML and .env files to a running gateway
 
     _provenance: dict[str, str] = {}
     _config_file: Path | None = None
+    _layout: dict[str, tuple[str, str | None]] = {}  # _LAYOUT and the custom providers' settings (groq_model)
+    _arguments: dict[str, Any] = {}  # of load(), for reload()
+    _env_file: Path | None = None
+    _from_defaults = False  # built by defaults(): read no file, so watches none
 
     def __init__(self, **values: Any) -> None:
         known = (*_LAYOUT, "_env_file")
         for key in values:
-            if key.lower() not in known:
+            if key.lower() not in known and not sources.custom_name(key.lower()):
                 hint = sources.did_you_mean(key.lower(), known)
                 raise ConfigError(f"{sources.ERROR_PREFIX}argument {key}: unknown setting{hint}")
         traced: list[sources.TracedSource] = []
         token = sources.CURRENT_LOAD.set(traced)
         try:
             super().__init__(**sources.nest({k.lower(): v for k, v in values.items()}, _LAYOUT))
+            self._layout = _LAYOUT | {f"{n}_{k}": (n, k) for n in self.custom_providers for k in _CUSTOM_KEYS}
         except ValidationError as exc:
             message, echoes_secret = sources.validation_message(exc, traced, _LAYOUT, _SECRETS)
             raise ConfigError(message) from (None if echoes_secret else exc)
@@ -212,10 +216,22 @@ class GatewayConfig(BaseSettings):
             raise ConfigError(f"{sources.ERROR_PREFIX}{redact(str(exc))}") from exc
         finally:
             sources.CURRENT_LOAD.reset(token)
-        first = {name: next((s for s in traced if name in s.flat), None) for name in _LAYOUT}
+        self._arguments = dict(values)
+        env_file = next((getattr(s.inner, "env_file", None) for s in traced if s.label == ".env"), None)
+        self._env_file = Path(env_file).resolve() if isinstance(env_file, str | os.PathLike) else None
+        first = {name: next((s for s in traced if name in s.flat), None) for name in self._layout}
         self._provenance = {name: "default" if s is None else s.label for name, s in first.items()}
         self._config_file = next((s.path for s in traced if isinstance(s, sources.YamlSource)), None)
         register_secrets(self._secret_values())
+        for field in ("primary_provider", "fallback_providers"):
+            names = [self.primary_provider] if field == "primary_provider" else self.fallback_providers
+            for name in (n for n in names if n not in SPECS and n not in self.custom_providers):
+                where = source.describe(field) if (source := first[field]) is not None else field
+                define = f"{ENV_PREFIX}{name.upper()}_MODEL or llm_gateway.providers.{name}.model to a LiteLLM model"
+                raise ConfigError(
+                    f"{sources.ERROR_PREFIX}{where}: unknown provider '{name}'; "
+                    f"{fields.EXPECTED_PROVIDER}, or define it: set {define} string (like groq/llama3-8b-8192)"
+                )
         if self.cache.backend == "redis" and self.redis_url is None:
             source = first["cache_backend"]
             where = source.describe("cache_backend") if source is not None else "cache_backend (default)"
@@ -236,9 +252,11 @@ class GatewayConfig(BaseSettings):
         """The defaults with ``overrides`` applied, as :meth:`load` but reading no environment, ``.env`` or YAML."""
         token = _DEFAULTS_ONLY.set(True)
         try:
-            return cls(**overrides)
+            config = cls(**overrides)
         finally:
             _DEFAULTS_ONLY.reset(token)
+        config._from_defaults = True
+        return config
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
@@ -277,30 +295,54 @@ class GatewayConfig(BaseSettings):
     @field_validator("fallback_providers")
     @classmethod
     def _valid_fallbacks(cls, value: list[str], info: Any) -> list[str]:
-        names = _known_providers([v for v in value if v.strip()])
+        names = fields.provider_names([v for v in value if v.strip()])
         return list(dict.fromkeys(n for n in names if n != info.data.get("primary_provider")))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defined_providers(cls, data: Any) -> Any:
+        """Drops the settings of custom providers that give no model: stray variables (``LLM_GATEWAY_FOO_TIMEOUT``)
+        define nothing."""
+        custom = data.get(sources.CUSTOM_FIELD) if isinstance(data, dict) else None
+        if isinstance(custom, dict):  # one in the chain without a model is then named as unknown, with the fix
+            data[sources.CUSTOM_FIELD] = {n: v for n, v in custom.items() if not isinstance(v, dict) or "model" in v}
+        return data
 
     def __getattr__(self, name: str) -> Any:
         """A setting by flat name: ``config.cache_ttl`` is ``config.cache.ttl``."""
         field, key = _LAYOUT.get(name, (name, None))
+        if key is None and (custom := sources.custom_name(name)) and custom[0] in self.custom_providers:
+            return getattr(self.custom_providers[custom[0]], custom[1])
         if key is None:
             return super().__getattr__(name)  # type: ignore[misc]  # pydantic's own: private attributes
         return getattr(getattr(self, field), key)
 
     def provider(self, name: str) -> ProviderConfig:
         """The settings of provider ``name`` (case and spaces ignored); :class:`ConfigError` for an unknown one."""
-        spec = SPECS.get(name.strip().lower())
-        if spec is None:
-            raise ConfigError(f"Unknown provider {name!r}; {_EXPECTED_PROVIDER}")
-        section: ProviderSettings = getattr(self, spec.name)
-        embed_model = section.embed_model if spec.can_embed else None
-        if spec.can_embed and spec.default_embed_model is None:
-            embed_model = embed_model or section.model  # embeds with its chat model
-        return ProviderConfig(name=spec.name, **dict(section, embed_model=embed_model))
+        key = name.strip().lower()
+        if key in self.custom_providers:
+            custom = self.custom_providers[key]
+            spec = custom_spec(key, custom.model, custom.embed_model, custom.base_url)
+            values = dict(custom, model=spec.default_model, embed_model=spec.default_embed_model)
+        elif key in SPECS:
+            spec, section = SPECS[key], getattr(self, key)
+            embed_model = section.embed_model if spec.can_embed else None
+            if spec.can_embed and spec.default_embed_model is None:
+                embed_model = embed_model or section.model  # embeds with its chat model
+            values = dict(section, embed_model=embed_model)
+        else:
+            raise ConfigError(f"Unknown provider {name!r}; {fields.EXPECTED_PROVIDER}")
+        servers = [values | d.model_dump(exclude_none=True) for d in values.pop("deployments")]
+        for server in servers:
+            server["model"] = server["model"].removeprefix(spec.chat_prefix + "/")
+        return ProviderConfig(
+            name=key, spec=spec, **values, deployments=tuple(ProviderConfig(name=key, spec=spec, **s) for s in servers)
+        )
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:
-        return {name: self.provider(name) for name in PROVIDERS}
+        """Every provider: the built-in ones, then those defined in configuration."""
+        return {name: self.provider(name) for name in (*PROVIDERS, *self.custom_providers)}
 
     @property
     def chain(self) -> list[str]:
@@ -315,24 +357,37 @@ class GatewayConfig(BaseSettings):
         """The YAML file that was read (absolute), or ``None`` when there was none."""
         return self._config_file
 
+    @property
+    def watched_files(self) -> tuple[Path, ...]:
+        """The files :meth:`reload` reads again: the YAML file (``./config.yaml`` if there was none) and ``.env``."""
+        if self._from_defaults:
+            return ()
+        yaml_file = self._config_file or (None if self.config is not None else Path("config.yaml").resolve())
+        return tuple(p for p in (yaml_file, self._env_file) if p is not None)
+
+    def reload(self) -> Self:
+        """The settings read again from the same sources, with the same arguments; :class:`ConfigError` as load."""
+        return type(self)(**self._arguments)
+
     def explain(self) -> dict[str, str]:
         """Flat name -> source: ``"argument"``, ``"environment"``, ``".env"``, the YAML file's path, ``"default"``."""
-        return {name: self._provenance.get(name, "default") for name in _LAYOUT}
+        return {name: self._provenance.get(name, "default") for name in self._layout or _LAYOUT}
 
     def public_dict(self) -> dict[str, Any]:
         """Every effective setting, JSON-serialisable, by flat name; secrets as ``"***"`` when set, paths as text."""
-        result = {name: getattr(self, name) for name in _LAYOUT}
+        result = {name: getattr(self, name) for name in self._layout or _LAYOUT}
         result |= {name: str(value) for name, value in result.items() if isinstance(value, Path)}
         result |= {name: "***" for name, value in result.items() if isinstance(value, SecretStr)}
         result |= {name: public_url(v) for name, v in result.items() if name.endswith("_base_url") and v}
+        result |= {name: [d.public() for d in v] for name, v in result.items() if name.endswith("_deployments")}
         return result | {"fallback_providers": list(self.fallback_providers)}
 
     def _secret_values(self) -> list[str]:
         """The values :func:`~sarai_llm.errors.redact` must scrub: API keys, the credentials in the Redis URL and
         the base URLs."""
-        values = [key.get_secret_value() for key in (getattr(self, p).api_key for p in PROVIDERS) if key]
-        urls = [getattr(self, p).base_url for p in PROVIDERS]
-        urls += [self.redis_url.get_secret_value()] if self.redis_url else []
+        servers = [s for p in self.providers.values() for s in (p, *p.deployments)]
+        values = [s.api_key.get_secret_value() for s in servers if s.api_key]
+        urls = [s.base_url for s in servers] + ([self.redis_url.get_secret_value()] if self.redis_url else [])
         return values + [secret for url in urls for secret in url_secrets(url)]
 
 
@@ -340,6 +395,8 @@ def _layout() -> dict[str, tuple[str, str | None]]:
     """Flat setting name -> (field, key in its section); in display order, as the environment names them."""
     layout: dict[str, tuple[str, str | None]] = {}
     for field, info in GatewayConfig.model_fields.items():
+        if field == sources.CUSTOM_FIELD:
+            continue  # named by each custom provider's settings: groq_model (see _config_sources.custom_name)
         spec = SPECS.get(field)
         keys = list(CacheSettings.model_fields) if info.annotation is CacheSettings else []
         if spec is not None:
@@ -351,6 +408,8 @@ def _layout() -> dict[str, tuple[str, str | None]]:
 
 
 _LAYOUT = _layout()
+_CUSTOM_KEYS = tuple(k for k in CustomProviderSettings.model_fields)
+sources.configure_custom(_CUSTOM_KEYS, {field for field, _ in _LAYOUT.values()})
 _SECTIONS = frozenset(field for field, key in _LAYOUT.values() if key is not None)
 _SECRETS = frozenset(name for name in _LAYOUT if name.endswith("_api_key") or name == "redis_url")
 # YAML (section, key) -> flat name: no config, redis_url in the cache section, a provider's model also default_model.

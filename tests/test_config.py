@@ -44,16 +44,18 @@ SECRET = "sk-proj-TOPSECRET-0123456789"
 SETTING_NAMES = (
     "primary_provider", "fallback_providers",
     "ollama_base_url", "ollama_model", "ollama_embed_model", "ollama_timeout", "ollama_api_key",
-    "ollama_input_cost_per_token", "ollama_output_cost_per_token",
+    "ollama_input_cost_per_token", "ollama_output_cost_per_token", "ollama_max_concurrent", "ollama_deployments",
     "openai_api_key", "openai_base_url", "openai_model", "openai_embed_model", "openai_timeout",
-    "openai_input_cost_per_token", "openai_output_cost_per_token",
+    "openai_input_cost_per_token", "openai_output_cost_per_token", "openai_max_concurrent", "openai_deployments",
     "anthropic_api_key", "anthropic_base_url", "anthropic_model", "anthropic_timeout",
     "anthropic_input_cost_per_token", "anthropic_output_cost_per_token",
+    "anthropic_max_concurrent", "anthropic_deployments",
     "local_base_url", "local_model", "local_embed_model", "local_timeout", "local_api_key",
-    "local_input_cost_per_token", "local_output_cost_per_token",
-    "cache_enabled", "cache_ttl", "cache_max_size", "cache_dir", "cache_namespace", "cache_backend", "redis_url",
+    "local_input_cost_per_token", "local_output_cost_per_token", "local_max_concurrent", "local_deployments",
+    "cache_enabled", "cache_ttl", "cache_max_size", "cache_memory_mb", "cache_dir", "cache_namespace", "cache_backend",
+    "redis_url",
     "num_retries", "allowed_fails", "cooldown_time", "health_timeout", "deadline",
-    "metrics_port", "metrics_host", "metrics_global", "config",
+    "metrics_port", "metrics_host", "metrics_global", "config", "watch_config",
 )  # fmt: skip
 
 

@@ -150,6 +150,7 @@ async def test_scripted_sequence_every_number(upstream: Any, dead_url: str) -> N
         ("cache", "ttl"): 3600,
         ("cache", "errors"): 0,
         ("cache", "coalesced"): 0,
+        ("cache", "memory_max_bytes"): 64 * 2**20,  # cache.memory_mb's default
         # A local model without a configured price costs nothing (tests/test_cost.py prices one).
         ("cost", "spent_usd"): 0.0,
         ("cost", "saved_usd"): 0.0,
@@ -159,17 +160,34 @@ async def test_scripted_sequence_every_number(upstream: Any, dead_url: str) -> N
         ("cost", "providers", "local", "models", "stub", "saved_usd"): 0.0,
         ("cost", "callers", "rag", "spent_usd"): 0.0,
         ("cost", "callers", "rag", "saved_usd"): 0.0,
+        ("config", "reloads"): 0,  # no configuration file changed
+        ("config", "reload_errors"): 0,
     }
-    # Latencies are measured, not scripted: positive and ordered.
+    # Per server (each provider has one here, named by its base URL): attempts, failures, none left under way.
+    for name, url, requests, errors in (("local", upstream.base_url, 4, 1), ("ollama", dead_url, 2, 2)):
+        row = {"requests": requests, "errors": errors, "in_flight": 0}
+        expected |= {("providers", name, "deployments", url, key): n for key, n in row.items()}
+    # Latencies and waits are measured, not scripted: positive and ordered; no wait without max_concurrent.
     latencies = {("providers", p, f"latency_{q}_ms") for p in ("local", "ollama") for q in ("p50", "p95")}
+    waits = {("providers", p, "deployments", u, "queue_wait_s") for p, u in (("local", upstream.base_url),
+                                                                            ("ollama", dead_url))}  # fmt: skip
+    # The direct path knows the upstream's wait: what the answered calls spent here is measured, and small.
+    overheads = {("providers", "local", f"overhead_{q}_ms") for q in ("p50", "p95")}
     seen = dict(numbers(stats))
-    unexpected = set(seen) - set(expected) - latencies
+    assert all(0 <= seen[path] < 0.05 for path in waits)
+    assert 0 < seen["cache", "memory_bytes"] < 10_000  # three short answers, measured
+    assert 0 < seen[min(overheads)] <= seen[max(overheads)]  # p95: the first miss, which imported LiteLLM
+    assert stats["providers"]["ollama"]["overhead_p50_ms"] is None  # it never answered
+    unexpected = set(seen) - set(expected) - latencies - waits - overheads - {("cache", "memory_bytes")}
     assert not unexpected, f"numbers this test does not check yet: {sorted(unexpected)}"
     assert {path: seen.get(path) for path in expected} == expected
     for provider in ("local", "ollama"):
         row = stats["providers"][provider]
         assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"]
-    assert stats["config"] == {"primary_provider": "ollama", "fallback_providers": ["local"], "cache_enabled": True}
+    assert stats["config"] == {
+        "primary_provider": "ollama", "fallback_providers": ["local"], "cache_enabled": True,
+        "reloads": 0, "reload_errors": 0, "last_reload_error": None,
+    }  # fmt: skip
     # The counts match what reached the wire: 4 attempts at local.
     assert upstream.count("/chat/completions") == 4
 
@@ -199,6 +217,7 @@ LABELS = {
     "llm_gateway_cache_misses": ("counter", set()),
     "llm_gateway_cache_hit_rate": ("gauge", set()),
     "llm_gateway_cache_size": ("gauge", set()),
+    "llm_gateway_cache_memory_bytes": ("gauge", set()),
     "llm_gateway_caller_requests": ("counter", {"caller"}),
     "llm_gateway_calls": ("counter", set()),
     "llm_gateway_cost_usd": ("counter", {"provider", "model", "caller"}),
@@ -239,6 +258,7 @@ async def test_metrics_text_parses_with_every_name_and_label(upstream: Any, dead
     assert value(samples, "llm_gateway_cache_misses_total") == 4  # the stream bypassed the cache
     assert value(samples, "llm_gateway_cache_hit_rate") == pytest.approx(0.2)
     assert value(samples, "llm_gateway_cache_size") == 3
+    assert value(samples, "llm_gateway_cache_memory_bytes") == sarai_llm.get_stats()["cache"]["memory_bytes"] > 0
     assert value(samples, "llm_gateway_caller_requests_total", caller="rag") == 3
     # The same numbers as get_stats(): one set of counters behind both.
     stats = sarai_llm.get_stats()

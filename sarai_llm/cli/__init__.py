@@ -95,6 +95,7 @@ _DEBUG = "show tracebacks and DEBUG logs (sarai_llm and LiteLLM) on stderr"
 _PROVIDER = ("--provider NAME", f"provider tried first ({', '.join(PROVIDERS)}); default: the configured primary")
 _MODEL = ("--model MODEL", "model of the first attempt; default: the provider's model")
 _NO_CACHE = ("--no-cache", "neither read nor write the response cache")
+_CHECK = ("--check FILE", "only validate the YAML file FILE (default: the configured one); exit 2 if invalid")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = _command(commands, "config", "print the effective settings (keys masked)", _cmd.config)
     _add(config, ("--explain", "also show which source set each value"))
     _add(config, ("--json", "print the settings as a JSON object"))
+    _add(config, _CHECK, nargs="?", const="")
 
     cache = _group(commands, "cache", "inspect or clear the response cache", _CACHE)
     info = _command(cache, "info", "print the cache's store, size and limits", _cmd.cache_info)
@@ -183,11 +185,12 @@ def _visible(parser: argparse.ArgumentParser) -> list[argparse.Action]:
 
 
 def _signature(action: argparse.Action) -> str:
+    name = str(action.metavar or (action.dest.upper() if action.option_strings else action.dest))
+    name = f"[{name}]" if action.nargs == "?" else name  # an optional value
     if not action.option_strings:
-        name = str(action.metavar or action.dest)
-        return f"[{name}]" if action.nargs == "?" else name
+        return name
     flags = ", ".join(action.option_strings)
-    return flags if action.nargs == 0 else f"{flags} {action.metavar or action.dest.upper()}"
+    return flags if action.nargs == 0 else f"{flags} {name}"
 
 
 def _usage(path: str, parser: argparse.ArgumentParser) -> str:

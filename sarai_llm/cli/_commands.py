@@ -149,10 +149,20 @@ def config(args: argparse.Namespace) -> None:
 
     With --explain, also show where each value came from: default, environment,
     .env, or the path of the YAML file.
+
+    With --check, only load the settings as a gateway would (FILE as the YAML
+    file), print one line if they are valid, else the error (exit code 2): run
+    it before an edit of config.yaml reaches running gateways.
     """
     from ..cache import default_cache_dir
     from ..config import GatewayConfig
 
+    if args.check is not None:
+        checked = GatewayConfig.load(**({"config": args.check} if args.check else {}))
+        if checked.config_file is None:
+            raise UsageError("nothing to check: ./config.yaml not found (give FILE or set LLM_GATEWAY_CONFIG)")
+        print(f"{checked.config_file}: OK (providers tried in order: {', '.join(checked.chain)})")
+        return
     loaded = GatewayConfig.load()
     settings, sources = loaded.public_dict(), loaded.explain()
 

@@ -66,6 +66,9 @@ class ProcessMetrics(Observer):
     def first_token(self, provider: str, seconds: float) -> None:
         self.metrics.time_to_first_token_seconds.labels(provider).observe(seconds)
 
+    def overhead(self, provider: str, seconds: float) -> None:
+        self.metrics.overhead_seconds.labels(provider).observe(seconds)
+
     def fallback(self, from_provider: str, to_provider: str) -> None:
         self.metrics.fallbacks.labels(from_provider, to_provider).inc()
 
@@ -86,6 +89,17 @@ class ProcessMetrics(Observer):
             self.metrics.caller_requests.labels(caller).inc()
             self.metrics.caller_errors.labels(caller).inc()
         self.sync_cache()
+
+    def dispatched(self, provider: str, server: str, waited_s: float) -> None:
+        self.metrics.deployment_requests.labels(provider, server).inc()
+        self.metrics.queue_wait_seconds.labels(provider, server).inc(waited_s)
+
+    def released(self, provider: str, server: str, failed: bool) -> None:
+        if failed:
+            self.metrics.deployment_errors.labels(provider, server).inc()
+
+    def reloaded(self, error: str | None) -> None:
+        self.metrics.config_reloads.labels("error" if error else "ok").inc()
 
     def sync_cache(self) -> None:
         """Export the growth of the cache's counters since the last sync (every lookup ends in a call's end)."""

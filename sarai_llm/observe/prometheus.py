@@ -133,6 +133,7 @@ class GatewayMetrics:
         yield family("llm_gateway_latency_seconds", latency)
         first = [((p,), b) for p, b in list(stats.first_token_latency.items())]
         yield family("llm_gateway_time_to_first_token_seconds", first)
+        yield family("llm_gateway_overhead_seconds", [((p,), b) for p, b in list(stats.overheads.items())])
         tokens = list(stats.tokens.items())
         yield family("llm_gateway_tokens", [((*key, kind), row[i]) for key, row in tokens for i, kind in _TOKENS])
         counts = (cache.hits, cache.misses, cache.evictions) if cache is not None else (0, 0, 0)
@@ -145,10 +146,16 @@ class GatewayMetrics:
         costs = list(stats.costs.items())
         yield family("llm_gateway_cost_usd", [(key, row[0]) for key, row in costs])
         yield family("llm_gateway_saved_usd", [(key, row[1]) for key, row in costs])
+        servers = list(self.stats.servers.items())
+        for i, name in enumerate(("requests", "errors", "in_flight")):
+            yield family(f"llm_gateway_deployment_{name}", [(key, row[i]) for key, row in servers])
+        yield family("llm_gateway_queue_wait_seconds", [(key, row[3]) for key, row in servers])
+        yield family("llm_gateway_config_reloads", list(((k,), n) for k, n in self.stats.reloads.items()))
 
     def _cache_gauges(self, hits: float, misses: float) -> Iterator[Metric]:
         yield family("llm_gateway_cache_hit_rate", [((), hits / (hits + misses) if hits + misses else 0.0)])
         yield family("llm_gateway_cache_size", [((), len(self.cache) if self.cache is not None else 0)])
+        yield family("llm_gateway_cache_memory_bytes", [((), self.cache.memory_bytes if self.cache is not None else 0)])
 
     def _collect_multiprocess(self) -> Iterator[Metric]:
         from prometheus_client.multiprocess import MultiProcessCollector

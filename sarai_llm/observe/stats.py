@@ -8,7 +8,7 @@ from collections import deque
 from itertools import accumulate
 from typing import Any
 
-from ._spec import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, TOKEN_KINDS, error_type
+from ._spec import FIRST_TOKEN_BUCKETS, LATENCY_BUCKETS, OVERHEAD_BUCKETS, TOKEN_KINDS, error_type
 from .events import Observer, Usage
 
 __all__ = ["Buckets", "ProviderStats", "Stats"]
@@ -36,22 +36,25 @@ class Buckets:
         return list(zip((*self.bounds, float("inf")), accumulate(counts), strict=True)), total / self.per_second
 
 
+SERVER_COLUMNS = ("requests", "errors", "in_flight", "queue_wait_s")  # get_stats()'s per deployment
 _BOUNDS_MS = Buckets(LATENCY_BUCKETS, 1000.0).scaled  # a hit observes milliseconds: no division per call
 
 
 class ProviderStats:
     """Attempts, errors, latencies (milliseconds, the last 1000) and tokens of one provider."""
 
-    __slots__ = ("errors", "latencies_ms", "requests", "tokens")
+    __slots__ = ("errors", "latencies_ms", "overheads_ms", "requests", "tokens")
 
     def __init__(self) -> None:
         self.requests = self.errors = 0
         self.tokens = [0, 0, 0, 0]  # TOKEN_KINDS: prompt, completion, cached, reasoning
         self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.overheads_ms: deque[float] = deque(maxlen=1000)
 
     def snapshot(self) -> dict[str, Any]:
         """``get_stats()["providers"][name]``."""
         ordered, requests, errors = sorted(self.latencies_ms), self.requests, self.errors
+        overheads = sorted(self.overheads_ms)
         return {
             "requests": requests,
             "errors": errors,
@@ -63,6 +66,8 @@ class ProviderStats:
             "total_tokens": self.tokens[0] + self.tokens[1],
             "cached_tokens": self.tokens[2],
             "reasoning_tokens": self.tokens[3],
+            "overhead_p50_ms": _percentile(overheads, 0.50) if overheads else None,  # None: not measured
+            "overhead_p95_ms": _percentile(overheads, 0.95) if overheads else None,
         }
 
 
@@ -85,7 +90,11 @@ class Stats(Observer):
         self.call_latency: dict[str, Buckets] = {}  # answering provider -> ms (upstream answers)
         self.hit_latency: dict[str, Buckets] = {}  # provider of the cached answer -> ms (cache hits)
         self.first_token_latency: dict[str, Buckets] = {}  # provider -> seconds to a stream's first piece
+        self.overheads: dict[str, Buckets] = {}  # provider -> seconds in sarai_llm and LiteLLM
         self.costs: dict[tuple[str, str, str], list[float]] = {}  # (provider, model, caller or "") -> [spent, saved]
+        self.servers: dict[tuple[str, str], list[float]] = {}  # (provider, server) -> SERVER_COLUMNS
+        self.reloads = {"ok": 0, "error": 0}
+        self.last_reload_error: str | None = None
 
     def provider(self, name: str) -> ProviderStats:
         """The counters of provider ``name`` (created on first use)."""
@@ -121,6 +130,11 @@ class Stats(Observer):
         table = self.first_token_latency
         (table.get(provider) or table.setdefault(provider, Buckets(FIRST_TOKEN_BUCKETS))).observe(seconds)
 
+    def overhead(self, provider: str, seconds: float) -> None:
+        self.provider(provider).overheads_ms.append(seconds * 1000.0)
+        table = self.overheads
+        (table.get(provider) or table.setdefault(provider, Buckets(OVERHEAD_BUCKETS))).observe(seconds)
+
     def fallback(self, from_provider: str, to_provider: str) -> None:
         self.total_fallbacks += 1
         self.fallbacks[from_provider, to_provider] = self.fallbacks.get((from_provider, to_provider), 0) + 1
@@ -147,6 +161,21 @@ class Stats(Observer):
     def coalesced_hit(self) -> None:
         self.coalesced += 1
 
+    def dispatched(self, provider: str, server: str, waited_s: float) -> None:
+        row = self.servers.get((provider, server)) or self.servers.setdefault((provider, server), [0, 0, 0, 0.0])
+        row[0] += 1
+        row[2] += 1
+        row[3] += waited_s
+
+    def released(self, provider: str, server: str, failed: bool) -> None:
+        row = self.servers[provider, server]
+        row[1] += failed
+        row[2] -= 1
+
+    def reloaded(self, error: str | None) -> None:
+        self.reloads["error" if error else "ok"] += 1
+        self.last_reload_error = error
+
     def _caller(self, caller: str, cached: bool, error: bool) -> None:
         row = self.callers.get(caller) or self.callers.setdefault(caller, {"requests": 0, "cache_hits": 0, "errors": 0})
         row["requests"] += 1
@@ -156,6 +185,9 @@ class Stats(Observer):
     def snapshot(self) -> dict[str, Any]:
         """The counters in the shape of ``get_stats()``, without ``cache`` and ``config``; from any thread."""
         providers = {name: stats.snapshot() for name, stats in list(self.providers.items())}
+        for (name, server), row in list(self.servers.items()):
+            entry = providers.get(name) or providers.setdefault(name, ProviderStats().snapshot())
+            entry.setdefault("deployments", {})[server] = dict(zip(SERVER_COLUMNS, row, strict=True))
         attempts = sum(p["requests"] for p in providers.values())
         errors = sum(p["errors"] for p in providers.values())
         return {
