@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 if TYPE_CHECKING:
     from .config import ProviderConfig
@@ -79,6 +79,11 @@ USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_toke
 def no_usage() -> dict[str, int]:
     """Usage of an answer whose provider reported none."""
     return dict.fromkeys(USAGE_KEYS, 0)
+
+
+def copy_tool_calls(tool_calls: list[dict[str, Any]]) -> list[ToolCall]:
+    """Fresh tool-call dicts: changing a result never changes the cache."""
+    return [cast("ToolCall", {**call, "function": {**call["function"]}}) for call in tool_calls]
 
 
 @dataclass(slots=True)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from ._adapter import Attempt, no_usage
+from ._adapter import Attempt, copy_tool_calls, no_usage
 from ._chain import ProviderChain, Request, Route, resolve
 from ._coalesce import Flights
 from ._embeddings import embed_texts
@@ -38,7 +38,7 @@ from .observe import Events, GatewayMetrics, Observer, observers_for
 from .supply_chain import check_litellm
 
 if TYPE_CHECKING:
-    from ._adapter import Adapter, ChatResult, Completion, ToolCall
+    from ._adapter import Adapter, ChatResult, Completion
     from .config import ProviderConfig
 
 __all__ = ["Gateway"]
@@ -238,10 +238,7 @@ class Gateway:
         msgs = check_messages(messages)
         check_call(temperature, max_tokens, model, use_cache, kwargs)
         self.events.request()
-        params = dict(kwargs)
-        params["temperature"] = temperature
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
+        params = {**kwargs, "temperature": temperature} | ({} if max_tokens is None else {"max_tokens": max_tokens})
         return Request(route.chain, msgs, model, params, caller, key, deadline)
 
     async def _complete(self, request: Request) -> dict[str, Any]:
@@ -254,8 +251,8 @@ class Gateway:
                 parse(request.response_format, completion.content, provider.name, completion.tool_calls)
             took = _perf() - started
             self.events.success(provider.name, model, took * 1000.0, completion.usage)
-            own = None if completion.upstream_s is None else took - completion.upstream_s
-            request.waited_s = None if own is None else -own  # the walk's time is added below
+            if completion.upstream_s is not None:  # the walk's time is added below: this attempt's own is not waited
+                request.waited_s = completion.upstream_s - took
             return completion
 
         walked = _perf()
@@ -340,7 +337,7 @@ class Gateway:
             "coalesced": coalesced,
             "latency_ms": latency_ms,
             "cost_usd": spent,
-            "tool_calls": _copies(tool_calls) if tool_calls else [],
+            "tool_calls": copy_tool_calls(tool_calls) if tool_calls else [],
             "reasoning_content": answer.get("reasoning_content"),
             "parsed": None if response_format is None else parse(response_format, content, provider, tool_calls),
         }
@@ -447,8 +444,3 @@ def _key(route: Route, model: str | None, messages: Any, temperature: float, max
     if response_format is not None:
         kwargs = {**kwargs, "response_format": key_form(response_format)}
     return route.keys.key((model, messages, temperature, max_tokens, kwargs))  # type: ignore[union-attr]
-
-
-def _copies(tool_calls: list[dict[str, Any]]) -> list[ToolCall]:
-    """Fresh tool-call dicts: changing a result never changes the cache."""
-    return [cast("ToolCall", {**call, "function": {**call["function"]}}) for call in tool_calls]
