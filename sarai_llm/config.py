@@ -57,7 +57,8 @@ class DeploymentSettings(BaseModel):
     max_concurrent: int | None = Field(default=None, ge=1)
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True) | {"base_url": public_url(self.base_url), "api_key": "***"}
+        shown = self.model_dump(exclude_none=True) | {"base_url": public_url(self.base_url)}
+        return shown | ({"api_key": "***"} if self.api_key else {})
 
 
 class ProviderSettings(BaseModel):

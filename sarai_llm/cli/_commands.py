@@ -110,7 +110,7 @@ def health(args: argparse.Namespace) -> bool:
     """Check the configured providers (the primary and the fallbacks) with the
     cheapest request each offers (a model listing), and print a table.
 
-    Exit code 1 when a provider is down.
+    Exit code 1 when a provider is down (one without a URL to probe is "unchecked").
     """
     gateway = get_gateway()
     results: dict[str, Any] = _run(gateway.health_check(args.provider, detailed=True))
@@ -119,9 +119,10 @@ def health(args: argparse.Namespace) -> bool:
     for name, r in results.items():
         role = "requested" if args.provider is not None else "primary" if name == primary else "fallback"
         detail = one_line(r.get("error") or "")
-        rows.append((name, role, "up" if r["ok"] else "down", f"{r['latency_ms']:.0f} ms", detail))
+        status = "unchecked" if r["ok"] is None else "up" if r["ok"] else "down"
+        rows.append((name, role, status, f"{r['latency_ms']:.0f} ms", detail))
     _print(args.json, results, lambda: _table(rows))
-    return all(r["ok"] for r in results.values())
+    return all(r["ok"] is not False for r in results.values())
 
 
 def stats(args: argparse.Namespace) -> None:
