@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._log import log
@@ -126,7 +126,10 @@ class Breaker:
 
 def server_name(server: ProviderConfig) -> str:
     """A server as stats and metrics name it: its base URL without credentials."""
-    return public_url(server.base_url or server.spec.public_base_url or f"{server.spec.chat_prefix} (LiteLLM's URL)")
+    return _shown(server.base_url or server.spec.public_base_url or f"{server.spec.chat_prefix} (LiteLLM's URL)")
+
+
+_shown = lru_cache(maxsize=256)(public_url)  # a few microseconds each, three times an attempt
 
 
 class Servers:
