@@ -29,10 +29,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 servers:
 	PY="$(PY)" bash scripts/install-servers.sh
 
-# What only the tests add: Debian's redis-server and chromium.
+# What only the tests add: Debian's redis-server and chromium, and LiteLLM's Proxy in its own
+# venv (.servers/proxy-venv, pinned: scripts/proxy-requirements.txt; about a minute the first time).
 test-deps:
 	bash scripts/install-redis.sh
 	bash scripts/install-chromium.sh
+	PY="$(PY)" bash scripts/install-litellm-proxy.sh
 
 test: install test-deps
 	$(BIN)/python -m pytest -q

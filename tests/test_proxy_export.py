@@ -57,8 +57,45 @@ FULL: dict[str, Any] = {
 }
 
 
+GROQ_KEY = "gsk-groq-TOPSECRET-1122334455"
+DEPLOYMENT_KEY = "sk-dep-TOPSECRET-5566778899"
+URL_PASSWORD = "pw-TOPSECRET-url"
+# Custom providers, deployments (their own keys, a URL with credentials), prices, a concurrency limit.
+DEPLOYED_YAML = f"""
+llm_gateway:
+  primary_provider: groq
+  fallback_providers: [ollama, vllm_big]
+  ollama:
+    deployments: ["http://ollama-a:11434", {{base_url: "http://ollama-b:11434/api", weight: 2, max_concurrent: 3}}]
+  providers:
+    groq:
+      model: "groq/llama-3.1-8b-instant"
+      api_key: "${{GROQ_KEY_FOR_TEST}}"
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+    vllm_big:
+      model: "openai/Qwen2.5-72B"
+      embed_model: "openai/bge-m3"
+      api_key: "{OPENAI_KEY}"
+      deployments:
+        - base_url: "http://gpu-1:8000"
+        - {{base_url: "http://gpu-2:8000", api_key: "{DEPLOYMENT_KEY}", model: "openai/Qwen2.5-72B-AWQ"}}
+        - base_url: "http://proxyuser:{URL_PASSWORD}@gpu-3:8000/v1"
+"""
+
+
 def load(**settings: Any) -> GatewayConfig:
     return GatewayConfig.load(_env_file=None, **settings)
+
+
+def load_deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GatewayConfig:
+    monkeypatch.setenv("GROQ_KEY_FOR_TEST", GROQ_KEY)
+    (tmp_path / "deployed.yaml").write_text(DEPLOYED_YAML)
+    return load(config=tmp_path / "deployed.yaml")
+
+
+def entries(exported: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
+    return [e["litellm_params"] for e in exported["model_list"] if e["model_name"] == model_name]
 
 
 def resolve(value: Any, env: dict[str, str]) -> Any:
@@ -75,15 +112,26 @@ def resolve(value: Any, env: dict[str, str]) -> Any:
 # --- LiteLLM's own types -----------------------------------------------------------------
 
 
-def test_export_passes_litellm_proxy_config_types() -> None:
+@pytest.mark.parametrize("deployed", [False, True], ids=["built-in", "custom+deployments"])
+def test_export_passes_litellm_proxy_config_types(
+    deployed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from litellm import router_api
     from litellm.caching.caching import Cache
     from litellm.proxy._types import ConfigGeneralSettings, ConfigYAML, ModelInfo
+    from litellm.router import Router
+    from litellm.router_strategy import simple_shuffle
+    from litellm.router_utils import client_initalization_utils
     from litellm.types.caching import LiteLLMCacheType
     from litellm.types.router import Deployment, LiteLLM_Params, RetryPolicy, UpdateRouterConfig
     from redis import Redis
 
-    exported = export_litellm_proxy(load(**FULL))
+    # Not declared by LiteLLM_Params (it allows extra keys) but read by the Router from each deployment.
+    router_reads = {"weight": simple_shuffle, "max_parallel_requests": client_initalization_utils}
+    for key, module in router_reads.items():
+        assert f'"{key}"' in inspect.getsource(module), key
+    exported = export_litellm_proxy(load_deployed(tmp_path, monkeypatch) if deployed else load(**FULL))
     ConfigYAML.model_validate(copy.deepcopy(exported))  # the proxy's own model of config.yaml (it mutates)
     assert set(exported) <= set(ConfigYAML.model_fields)
     assert set(exported["general_settings"]) <= set(ConfigGeneralSettings.model_fields)
@@ -92,7 +140,7 @@ def test_export_passes_litellm_proxy_config_types() -> None:
     for entry in exported["model_list"]:
         # LiteLLM's models accept unknown keys silently: check every key is one they know.
         assert set(entry) <= set(Deployment.model_fields), entry
-        assert set(entry["litellm_params"]) <= set(LiteLLM_Params.model_fields), entry
+        assert set(entry["litellm_params"]) <= set(LiteLLM_Params.model_fields) | set(router_reads), entry
         assert set(entry["model_info"]) <= set(ModelInfo.model_fields), entry
         deployment = Deployment(
             model_name=entry["model_name"],
@@ -102,30 +150,39 @@ def test_export_passes_litellm_proxy_config_types() -> None:
         assert deployment.litellm_params.model == entry["litellm_params"]["model"]
 
     router_settings = exported["router_settings"]
-    assert set(router_settings) <= set(UpdateRouterConfig.model_fields)
+    # A Router argument the proxy passes on from router_settings (litellm.router_api), not in UpdateRouterConfig.
+    assert "enable_weighted_failover" in inspect.signature(Router.__init__).parameters
+    assert "enable_weighted_failover" in inspect.getsource(router_api)
+    assert router_settings.get("enable_weighted_failover", deployed) is deployed
+    assert set(router_settings) <= set(UpdateRouterConfig.model_fields) | {"enable_weighted_failover"}
     UpdateRouterConfig(**router_settings)
     assert set(router_settings["retry_policy"]) <= set(RetryPolicy.model_fields)
 
     settings = exported["litellm_settings"]
     assert settings["cache"] is True
+    if deployed:
+        return  # the cache settings are FULL's
     params = settings["cache_params"]
     assert params["type"] in {t.value for t in LiteLLMCacheType}
     known = set(inspect.signature(Cache.__init__).parameters) | set(inspect.signature(Redis.__init__).parameters)
     assert set(params) <= known, set(params) - known
 
 
-def test_export_builds_a_litellm_router(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("deployed", [False, True], ids=["built-in", "custom+deployments"])
+def test_export_builds_a_litellm_router(deployed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from litellm.router import Router
 
-    config = load(**FULL)
+    config = load_deployed(tmp_path, monkeypatch) if deployed else load(**FULL)
     exported = export_litellm_proxy(config)
     for name in proxy_environment(config):
         monkeypatch.setenv(name, "placeholder-value")
     router = Router(model_list=exported["model_list"], **exported["router_settings"])
     try:
         names = {entry["model_name"] for entry in exported["model_list"]}
-        assert {d["model_name"] for d in router.registry().all()} == names
+        assert sorted(d["model_name"] for d in router.registry().all()) == sorted(
+            e["model_name"] for e in exported["model_list"]
+        )  # one Router deployment per entry: a provider's deployments share their model_name
         assert router.settings().fallbacks == exported["router_settings"]["fallbacks"]
         for group in names:  # every fallback names a group that exists
             for fallback in router.settings().fallbacks:
@@ -152,6 +209,8 @@ def test_model_strings_and_bases_are_the_gateways() -> None:
         expected.pop("api_key", None)
         got = dict(entry["litellm_params"])
         key = got.pop("api_key", None)
+        prices = {k: got.pop(k) for k in ("input_cost_per_token", "output_cost_per_token") if k in got}
+        assert prices == ({"input_cost_per_token": 0.0, "output_cost_per_token": 0.0} if p.spec.free else {})
         assert got == expected
         if p.api_key is not None:
             assert key == f"os.environ/LLM_GATEWAY_{name.upper()}_API_KEY"
@@ -190,6 +249,63 @@ def test_router_settings_carry_retries_and_timeout() -> None:
     assert (settings["allowed_fails"], settings["cooldown_time"]) == (3, 30)
     no_deadline = export_litellm_proxy(load(primary_provider="local", local_timeout=42))["router_settings"]
     assert no_deadline["timeout"] == 42 and "fallbacks" not in no_deadline
+
+
+def test_configured_prices_are_exported_as_the_proxy_reads_them() -> None:
+    priced = load(primary_provider="openai", openai_api_key=OPENAI_KEY, openai_input_cost_per_token=2e-6)
+    (params,) = entries(export_litellm_proxy(priced), "openai/gpt-4o-mini")
+    assert (params["input_cost_per_token"], params["output_cost_per_token"]) == (2e-6, 0.0)
+    (params,) = entries(
+        export_litellm_proxy(load(primary_provider="openai", openai_api_key=OPENAI_KEY)), "openai/gpt-4o-mini"
+    )
+    assert "input_cost_per_token" not in params  # LiteLLM's price list, as the gateway
+
+
+def test_custom_providers_and_deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_deployed(tmp_path, monkeypatch)
+    exported = export_litellm_proxy(config)
+    (groq,) = entries(exported, "groq/llama-3.1-8b-instant")
+    assert groq["model"] == "groq/llama-3.1-8b-instant"
+    assert groq["api_key"] == "os.environ/LLM_GATEWAY_GROQ_API_KEY"
+    assert (groq["input_cost_per_token"], groq["output_cost_per_token"]) == (1e-6, 2e-6)
+    assert "weight" not in groq and "api_base" not in groq  # one server, LiteLLM's default URL
+
+    ollama = entries(exported, "ollama/llama3.2:latest")
+    assert [(e["api_base"], e["weight"], e.get("max_parallel_requests")) for e in ollama] == [
+        ("http://ollama-a:11434", 1.0, None),
+        ("http://ollama-b:11434", 2.0, 3),
+    ]
+    assert [e["api_base"] for e in entries(exported, "ollama/embed/nomic-embed-text")] == [
+        "http://ollama-a:11434",
+        "http://ollama-b:11434",
+    ]
+    vllm = entries(exported, "vllm_big/Qwen2.5-72B")
+    assert [e["model"] for e in vllm] == ["openai/Qwen2.5-72B", "openai/Qwen2.5-72B-AWQ", "openai/Qwen2.5-72B"]
+    assert [e["api_key"] for e in vllm] == [
+        "os.environ/LLM_GATEWAY_VLLM_BIG_API_KEY",  # the provider's key, which the deployment takes
+        "os.environ/LLM_GATEWAY_VLLM_BIG_DEPLOYMENT_2_API_KEY",  # its own
+        "os.environ/LLM_GATEWAY_VLLM_BIG_API_KEY",
+    ]
+    assert [e["api_base"] for e in vllm] == [
+        "http://gpu-1:8000/v1",
+        "http://gpu-2:8000/v1",
+        "os.environ/LLM_GATEWAY_VLLM_BIG_DEPLOYMENT_3_BASE_URL",  # credentials in the URL: a secret
+    ]
+    assert len(entries(exported, "vllm_big/embed/bge-m3")) == 3
+    fallbacks = {k: v for f in exported["router_settings"]["fallbacks"] for k, v in f.items()}
+    assert fallbacks["groq/llama-3.1-8b-instant"] == ["ollama/llama3.2:latest", "vllm_big/Qwen2.5-72B"]
+
+    assert proxy_environment(config) == {
+        "LITELLM_MASTER_KEY": None,
+        "LLM_GATEWAY_GROQ_API_KEY": None,
+        "LLM_GATEWAY_VLLM_BIG_API_KEY": None,
+        "LLM_GATEWAY_VLLM_BIG_DEPLOYMENT_2_API_KEY": None,
+        "LLM_GATEWAY_VLLM_BIG_DEPLOYMENT_3_BASE_URL": None,
+    }
+    text = render_litellm_proxy_yaml(config)
+    for secret in (GROQ_KEY, OPENAI_KEY, DEPLOYMENT_KEY, URL_PASSWORD, "proxyuser"):
+        assert secret not in text
+    assert "#   LLM_GATEWAY_VLLM_BIG_DEPLOYMENT_3_BASE_URL=<secret>" in text
 
 
 def test_only_usable_and_chosen_providers_are_exported() -> None:
