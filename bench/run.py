@@ -13,7 +13,8 @@ never colour another), each talking to its own fast stub (bench/stub.py):
 * ``cache_memory``: bench/cache_memory.py: RSS of 100,000 cached 768-dim embeddings (~6 minutes,
   LiteLLM's misses), and their hits from the cache's front and from the shared store;
 * ``direct``: bench/direct.py: CPU per call of sarai_llm (the direct path) vs the raw openai SDK and
-  bare LiteLLM, OpenAI-compatible and Ollama: chat, 5-chunk stream, embedding; concurrency 50;
+  bare LiteLLM, OpenAI-compatible and Ollama: chat, 5-chunk stream, embedding; Anthropic (acompletion)
+  against bare LiteLLM; concurrency 50;
 * ``variants`` (only with ``--variants``): bench/router_variants.py: the miss
   path with LiteLLM Router options and price registration.
 

@@ -14,6 +14,8 @@ that a benchmark measures the client (sarai_llm, LiteLLM, the openai SDK).
 * ``POST /v1/embeddings``: one 8-dimension vector per input text.
 * Ollama: ``POST /api/chat`` (JSON, or NDJSON lines when ``"stream"`` is not false: ``num_predict``
   content lines, default 5, then a ``done`` line with the token counts) and ``POST /api/embed``.
+* Anthropic: ``POST /v1/messages`` (JSON, or with ``"stream": true`` an SSE stream of ``max_tokens``
+  text deltas, 5 when it asks for more than 100, between ``message_start`` and ``message_stop``).
 * ``GET /v1/models``; ``GET /_count`` returns ``{"chat": n, "embeddings": n, "errors": n}``
   (requests seen so far, requests it could not read or answer); ``POST /_reset`` zeroes the counters.
 
@@ -119,6 +121,32 @@ def _ollama_stream_body(model: str, n: int) -> bytes:
     return _NDJSON_HEAD + b"".join(b"%x\r\n%s\r\n" % (len(x), x) for x in lines) + b"0\r\n\r\n"
 
 
+def _anthropic_body(model: str, n: int, stream: bool) -> bytes:
+    usage = {"input_tokens": 9, "output_tokens": n}
+    message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": model, "stop_sequence": None}
+    if not stream:
+        text = [{"type": "text", "text": "pong"}]
+        return _json_response(
+            {**message, "content": text, "stop_reason": "end_turn", "usage": {**usage, "output_tokens": 1}}
+        )
+    events: list[dict[str, object]] = [
+        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": usage}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"tok{i} "}}
+        for i in range(n)
+    ]
+    events.append({"type": "content_block_stop", "index": 0})
+    events.append({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": n}})
+    events.append({"type": "message_stop"})
+    chunks = []
+    for event in events:
+        data = b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        chunks.append(b"%x\r\n%s\r\n" % (len(data), data))
+    return _SSE_HEAD + b"".join(chunks) + b"0\r\n\r\n"
+
+
 _cache: dict[tuple[object, ...], bytes] = {}
 
 
@@ -214,6 +242,13 @@ class _Protocol(asyncio.Protocol):
                 asyncio.get_running_loop().call_later(SLOW_DELAY, self._write, out)
             else:
                 self.transport.write(out)
+        elif method == b"POST" and path.endswith(b"/messages"):
+            COUNTS["chat"] += 1
+            req = orjson.loads(body)
+            model, stream = req.get("model") or "stub", bool(req.get("stream"))
+            n = int(req.get("max_tokens") or 5) if stream else 1
+            n = n if n <= 100 else 5  # LiteLLM asks for thousands when the caller set none
+            self.transport.write(_cached(("a", model, n, stream), lambda: _anthropic_body(model, n, stream)))
         elif method == b"POST" and path.endswith(b"/api/chat"):
             COUNTS["chat"] += 1
             req = orjson.loads(body)

@@ -54,6 +54,7 @@ class Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # an answer's head and body in one write (two: Nagle and delayed ACKs wait 40 ms)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
@@ -88,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
             return
         self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")  # said, as servers do: a client must not reuse it
         self.end_headers()
         for chunk in reply.chunks:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))

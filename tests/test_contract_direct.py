@@ -330,7 +330,8 @@ async def test_embeddings(server: CaptureServer, adapters: Any, name: str, texts
     reply = ollama_embeddings(len(texts)) if name == "ollama" else openai_embeddings(len(texts))
     result, upstream = await differential(server, adapters, reply, "embed", Attempt(p, "e", {}, texts=texts))
     assert len(result["vectors"]) == len(texts)
-    assert upstream is None  # LiteLLM 1.110 has no embedding config for these providers: aembedding serves them
+    # Ollama's with LiteLLM's embedding functions; LiteLLM 1.110 has no OpenAI embedding config: aembedding's.
+    assert (upstream is not None) == (name == "ollama")
 
 
 ERRORS = {
@@ -344,28 +345,36 @@ ERRORS = {
 }
 
 
+def embedding(p: ProviderConfig) -> Attempt:
+    return Attempt(p, "e", {}, texts=["one text"])
+
+
+def attempt_of(kind: str, p: ProviderConfig) -> Attempt:
+    return embedding(p) if kind == "embed" else chat(p)
+
+
+CALLS = [("local", "chat"), ("local", "stream"), ("ollama", "chat"), ("ollama", "stream"), ("ollama", "embed")]
+
+
 @pytest.mark.parametrize("error", list(ERRORS))
-@pytest.mark.parametrize("name", ["local", "openai", "ollama"])
-@pytest.mark.parametrize("kind", ["chat", "stream"])
+@pytest.mark.parametrize(("name", "kind"), [*CALLS, ("openai", "chat"), ("openai", "stream")])
 async def test_errors(server: CaptureServer, adapters: Any, name: str, error: str, kind: str) -> None:
-    p = provider(name, server)
-    result, _ = await differential(server, adapters, ERRORS[error](), kind, chat(p))
+    result, _ = await differential(server, adapters, ERRORS[error](), kind, attempt_of(kind, provider(name, server)))
     assert result[0].startswith("Provider")
 
 
-@pytest.mark.parametrize("name", ["local", "ollama"])
-@pytest.mark.parametrize("kind", ["chat", "stream"])
+@pytest.mark.parametrize(("name", "kind"), CALLS)
 async def test_timeouts(server: CaptureServer, adapters: Any, name: str, kind: str) -> None:
-    p = provider(name, server, timeout=0.3)
-    result, _ = await differential(server, adapters, Reply(hang=True), kind, chat(p), text=False)
+    a = attempt_of(kind, provider(name, server, timeout=0.3))
+    result, _ = await differential(server, adapters, Reply(hang=True), kind, a, text=False)
     assert result[0] == "ProviderTimeoutError"
 
 
-@pytest.mark.parametrize("name", ["local", "ollama"])
-@pytest.mark.parametrize("kind", ["chat", "stream"])
+@pytest.mark.parametrize(("name", "kind"), CALLS)
 async def test_refused_connections(server: CaptureServer, adapters: Any, dead_url: str, name: str, kind: str) -> None:
-    p = GatewayConfig.defaults(**{f"{name}_base_url": dead_url, f"{name}_model": "m"}).provider(name)
-    result, _ = await differential(server, adapters, Reply(), kind, chat(p), text=False)
+    config = {f"{name}_base_url": dead_url, f"{name}_model": "m", f"{name}_embed_model": "e"}
+    p = GatewayConfig.defaults(**config).provider(name)
+    result, _ = await differential(server, adapters, Reply(), kind, attempt_of(kind, p), text=False)
     assert result[0] == "ProviderConnectionError", result
 
 
@@ -422,3 +431,43 @@ async def test_anthropic_takes_acompletion(server: CaptureServer, adapters: Any,
     reply = Reply.events(sse_events) if kind == "stream" else Reply.json({**message, "stop_reason": "end_turn"})
     (result, upstream) = await differential(server, adapters, reply, kind, chat(provider("anthropic", server)))
     assert upstream is None and "Provider" not in str(result)
+
+
+VARIANTS = [
+    {"temperature": 0.2},
+    {"temperature": 0.9},
+    {"temperature": 1},
+    {"temperature": -0.0, "max_tokens": 3},
+    {"temperature": 0.2, "stop": ["a"]},
+    {"temperature": 0.2, "stop": ["b"]},
+    {"stop": ["a"], "temperature": 0.2},
+    {"temperature": 0.2, "tools": TOOLS},
+]
+
+
+@pytest.mark.parametrize("kind", ["chat", "stream"])
+@pytest.mark.parametrize("name", ["local", "ollama"])
+async def test_frames_made_once(server: CaptureServer, adapters: Any, name: str, kind: str) -> None:
+    """What LiteLLM makes of the arguments other than the messages is made once per exact value
+    (``_direct._frames``): every variant, asked twice (then from the cache) and with other messages, is sent
+    as acompletion sends it, and each its own way; tools changed in place after a call make a new request."""
+    from sarai_llm._litellm import _direct
+
+    p, stream = provider(name, server), kind == "stream"
+    reply = {"local": openai_stream(["a"]) if stream else openai_reply()}.get(name)
+    reply = reply or (ollama_stream(["a"]) if stream else ollama_reply())
+    tools = json.loads(json.dumps(TOOLS))
+    bodies = set()
+    for round_ in range(3):
+        made = len(_direct._frames)
+        for params in [*VARIANTS, {"tools": tools}]:
+            for messages in (ASK, HISTORY):
+                await differential(server, adapters, reply, kind, Attempt(p, p.model, params, messages))
+            server.reply = reply
+            await attempt(adapters[0], kind, Attempt(p, p.model, params, ASK))
+            bodies.add(json.dumps(server.take()[0].body, sort_keys=True))
+        if round_ == 1:
+            assert len(_direct._frames) == made  # all from the cache
+            tools[0]["function"]["description"] = "changed"  # in place: a new frame
+    assert len(_direct._frames) == made + 1
+    assert len(bodies) == len(VARIANTS) - 1 + 2  # each its own (the reordered stop: the same); tools twice

@@ -207,6 +207,8 @@ def _register_price(provider: ProviderConfig, name: str, embedding: bool) -> Non
     prices["output_cost_per_token"] = provider.output_cost_per_token or 0.0
     mode = "embedding" if embedding else "chat"
     litellm.register_model({name: {**prices, "litellm_provider": provider.spec.litellm_provider, "mode": mode}})
+    if not provider.priced:  # priced at 0 now: cost_usd need not ask LiteLLM (~0.2 ms a call)
+        _unpriced.add(name)
 
 
 def _listed(name: str) -> bool:
@@ -390,9 +392,13 @@ class LiteLLMAdapter:
     async def embed(self, attempt: Attempt) -> Embeddings:
         """Embed ``attempt.texts`` in one request; vectors in input order, with usage and cost."""
         provider, model, texts = attempt.provider, attempt.model, attempt.texts
-        target, failure = self._target(provider, model, True), None
+        target, failure, upstream = self._target(provider, model, True), None, None
+        direct = self._direct and provider.spec.embed_prefix == "ollama"
         try:
-            response = await litellm.aembedding(input=texts, **{**target, **attempt.params})
+            if direct and (served := await _direct.embed_ollama(target, attempt.params, texts)):
+                response, upstream = served
+            else:
+                response = await litellm.aembedding(input=texts, **{**target, **attempt.params})
             rows = sorted(response.data, key=lambda item: _field(item, "index"))
             vectors = [[float(x) for x in _field(item, "embedding")] for item in rows]
             usage = _usage(getattr(response, "usage", None))
@@ -402,7 +408,7 @@ class LiteLLMAdapter:
             raise failure
         if len(vectors) != len(texts):
             raise ProviderResponseError(provider.name, f"asked for {len(texts)} embeddings, got {len(vectors)}")
-        return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True))
+        return Embeddings(vectors, usage, cost_usd(provider, model, usage, embedding=True), upstream)
 
     async def close_connections(self) -> None:
         """Close LiteLLM's connections of the running event loop (:func:`close_clients`)."""

@@ -1,16 +1,19 @@
-"""The direct path: LiteLLM's own provider configs on one pooled ``httpx.AsyncClient`` per event loop.
+"""The direct path: LiteLLM's own provider configs on one pooled client per event loop (LiteLLM's own).
 
 ``litellm.acompletion`` spends most of a call's CPU on orchestration sarai_llm does itself (a thread hop,
 its wrappers, cost and logging). Here LiteLLM still does every byte of protocol work (its provider
 config maps the parameters, builds headers, URL and body, and reads the answer, stream and errors),
 and only the HTTP exchange is ours. :func:`plan` decides per request shape, before the call, whether
 this path serves it exactly (tests/test_contract_direct.py compares both paths request by request);
-anything else goes through ``acompletion``. A failed request is never retried on the other path.
+anything else goes through ``acompletion``. A failed request is never retried on the other path. What
+LiteLLM makes of a request's arguments besides its messages is made once per exact value (``_frames``).
+Ollama embeddings: :func:`embed_ollama`, LiteLLM's own embedding functions without ``aembedding``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import time
@@ -24,21 +27,24 @@ import litellm
 import orjson
 from litellm.constants import DEFAULT_CHAT_COMPLETION_PARAM_VALUES
 from litellm.exceptions import APIConnectionError, MidStreamFallbackError, Timeout
-from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+from litellm.litellm_core_utils.url_utils import ensure_api_route
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, get_default_headers
 from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
+from litellm.llms.ollama.completion import handler as ollama_embedding
 from litellm.llms.openai.common_utils import OpenAIError
-from litellm.types.utils import LlmProviders, all_litellm_params
+from litellm.main import _get_encoding
+from litellm.types.utils import EmbeddingResponse, LlmProviders, all_litellm_params
 from litellm.utils import (
     ProviderConfigManager,
     get_optional_params,
     validate_and_fix_openai_messages,
 )
 
-__all__ = ["Plan", "close_clients", "plan"]
+__all__ = ["Plan", "close_clients", "embed_ollama", "plan"]
 
 # sarai_llm's provider -> LiteLLM's provider of its chats. Not here: Anthropic (not yet matched by the
-# contract tests), and embeddings: LiteLLM 1.110 has no embedding config for OpenAI or Ollama (its SDK
-# handler and a function do that work), so they stay with aembedding.
+# contract tests). Embeddings: Ollama's with LiteLLM's own functions (embed_ollama); OpenAI's stay with
+# aembedding (LiteLLM 1.110 has no embedding config for it: the openai SDK does that protocol work).
 _CHAT = {"openai": "openai", "ollama_chat": "ollama_chat"}  # LiteLLM prefix -> provider served here
 # OpenAI parameters whose mapping the contract tests cover; a provider-specific keyword (Ollama's
 # num_ctx) may be any other name LiteLLM does not claim for itself, with a plain value.
@@ -74,25 +80,50 @@ class _Log:
 
 
 _LOG = _Log()
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]
+_clients = weakref.WeakKeyDictionary()
 
 
-def _client() -> httpx.AsyncClient:
+def _client(credentials: bool) -> httpx.AsyncClient:
     """The running loop's pooled client (one per loop: a client cannot outlive or change its loop): LiteLLM's
     own, as its handlers and its openai SDK clients have it (its aiohttp transport, User-Agent, SSL settings,
-    proxies, no cookies). Its aiohttp transport costs a third of httpx's own per request (bench/RESULTS.md)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+    proxies, no cookies), which costs half of httpx's own transport per request, and which does not stall at
+    concurrency 50 as httpx's pool does (bench/RESULTS.md). For a URL with ``user:password@`` (which LiteLLM's
+    aiohttp transport refuses), httpx's own, which sends them as Basic credentials."""
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(credentials)
     if client is None or client.is_closed:
-        client = _clients[loop] = AsyncHTTPHandler(timeout=None).client
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        client = httpx.AsyncClient(headers=get_default_headers(), limits=limits, timeout=None) if credentials else None
+        client = clients[credentials] = client or AsyncHTTPHandler(timeout=None).client
     return client
 
 
 async def close_clients() -> None:
-    """Close the running loop's client, if it opened one."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
+    """Close the running loop's clients, if it opened any."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
         await client.aclose()
+
+
+async def embed_ollama(target: Mapping[str, Any], params: Mapping[str, Any], texts: list[str]) -> Any:
+    """An Ollama embedding as ``aembedding`` makes it: LiteLLM's own functions, on the client they use (its
+    module-level one), errors mapped by ``litellm.exception_type`` as aembedding maps them; None when aembedding
+    must serve it (parameters). Returns (LiteLLM's EmbeddingResponse, seconds waited for the upstream)."""
+    if params or not all(type(text) is str for text in texts):
+        return None
+    model, api_base = str(target["model"]).split("/", 1)[1], target.get("api_base") or "http://localhost:11434"
+    data = ollama_embedding._prepare_ollama_embedding_payload(model, texts, {})
+    headers = dict(ollama_embedding._ollama_embedding_headers(target.get("api_key"), None))
+    url, started = ensure_api_route(api_base, "api/embed"), time.perf_counter()
+    try:
+        raw = await litellm.module_level_aclient.post(url, json=data, headers=headers, timeout=target.get("timeout"))
+        upstream = time.perf_counter() - started
+        response = ollama_embedding._process_ollama_embedding_response(
+            raw.json(), texts, model, EmbeddingResponse(), None, _get_encoding()
+        )
+    except Exception as exc:  # as aembedding maps it (exception_type raises, mostly)
+        raise litellm.exception_type(model=model, original_exception=exc, custom_llm_provider="ollama")  # noqa: B904
+    return response, upstream
 
 
 @dataclass(slots=True)
@@ -116,12 +147,15 @@ class Plan:
 
     async def post(self, stream: bool = False) -> httpx.Response:
         """POST the body; an error status raised as LiteLLM's config's error (its class and text)."""
-        request = _client().build_request(
+        client = _client("@" in self.url.partition("//")[2].partition("/")[0])
+        request = client.build_request(
             "POST", self.url, content=orjson.dumps(self.body), headers=self.headers, timeout=self.timeout
         )
+        if "content-type" not in request.headers:  # what LiteLLM's own clients send then
+            request.headers["Content-Type"] = "application/octet-stream"
         started = time.perf_counter()
         try:
-            response = await _client().send(request, stream=stream)
+            response = await client.send(request, stream=stream)
             try:
                 if response.status_code >= 400:
                     await response.aread()
@@ -131,6 +165,9 @@ class Plan:
             except BaseException:
                 await response.aclose()
                 raise
+        except Exception:
+            await _turn()
+            raise
         finally:
             self.upstream_s += time.perf_counter() - started
         return response
@@ -217,6 +254,7 @@ class Plan:
             raise MidStreamFallbackError(str(error), self.model, self.provider, original_exception=cause) from exc
         finally:
             await raw.aclose()
+            await _turn(0.0 if self.finish else 0.001)  # many servers close after a stream without saying so
 
     def counted_usage(self) -> Any:
         """The usage LiteLLM's stream wrapper reports for a stream whose provider reported none: counted."""
@@ -232,6 +270,14 @@ class Plan:
             yield text
             started = time.perf_counter()
         self.upstream_s += time.perf_counter() - started
+
+
+async def _turn(seconds: float = 0.0) -> None:
+    """A turn of the loop after a stream or a failure: asyncio closes a socket given up on, and sees a close the
+    server sent, only then. So a call returns with its connection closed, and the pool (aiohttp's: it takes a
+    connection back at its last byte and never retries a POST) knows of a close that came with the end of a
+    stream before it hands the connection out again. A stream cut short gives a closing server 1 ms more."""
+    await asyncio.sleep(seconds)
 
 
 async def _checked(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -323,9 +369,9 @@ async def plan(
     msgs = validate_and_fix_openai_messages([dict(m) for m in messages])  # as completion() does first
     try:
         key: Any = (provider, model, api_base, api_key, stream, _frozen(params))
-    except TypeError:  # a value of another type: made anew
+    except TypeError:  # a value of another type: made anew each time
         key = None
-    frame = _frames.get(key) if key is not None else None
+    frame = _frames.get(key)
     if frame is None:
         optional = get_optional_params(
             model=model, custom_llm_provider=provider, messages=msgs, stream=stream or None, max_retries=0, **params
@@ -340,10 +386,11 @@ async def plan(
             api_base=api_base,
         )
         url = config.get_complete_url(api_base, api_key, model, optional, litellm_params, stream=stream)
+        if len(_frames) >= 1024:
+            _frames.clear()
         if key is not None:
-            if len(_frames) >= 1024:
-                _frames.clear()
-            _frames[key] = frame = (_frozen(optional), dict(headers), url)
+            with contextlib.suppress(TypeError):  # LiteLLM made a value of another type: not kept
+                _frames[key] = (_frozen(optional), dict(headers), url)
     else:
         optional, headers, url = _thawed(frame[0]), dict(frame[1]), frame[2]
     # LiteLLM's OpenAI handler transforms asynchronously (it differs: no None content); the others when asked.
