@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -11,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,19 @@ class Results:
     def emit(self) -> None:
         sys.stdout.write("BENCH-JSON " + json.dumps(self.rows) + "\n")
         sys.stdout.flush()
+
+
+def bench_main(description: str, run: Callable[[bool], Awaitable[Results]]) -> None:
+    """A bench script's command line: ``--quick`` (a smoke run), ``--json`` (the rows for bench/run.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    res = asyncio.run(run(args.quick))
+    if args.json:
+        res.emit()
+    else:
+        print_table(res.rows)
 
 
 def fmt_ratio(ratio: object) -> str:

@@ -16,15 +16,13 @@ the calls slower than 1 s and the slowest.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MESSAGES, TEMPERATURE, TIMEOUT, Results, clean_env_for_gateway, log, print_table, stub, temp_dir  # noqa: E402
+from common import MESSAGES, TEMPERATURE, TIMEOUT, Results, bench_main, clean_env_for_gateway, log, stub, temp_dir  # noqa: E402
 from miss_stream import Call, concurrent, sequential  # noqa: E402
 
 RAW, BARE, SARAI = "raw openai", "bare litellm", "sarai_llm"
@@ -164,17 +162,5 @@ async def run(quick: bool) -> Results:
     return res
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="the direct path against the raw SDK and bare LiteLLM")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = asyncio.run(run(args.quick))
-    if args.json:
-        res.emit()
-    else:
-        print_table(res.rows)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main("the direct path against the raw SDK and bare LiteLLM", run)

@@ -29,7 +29,6 @@ model; upstream requests counted by the stub.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -46,12 +45,12 @@ from common import (  # noqa: E402
     TIMEOUT,
     Results,
     Stub,
+    bench_main,
     clean_env_for_gateway,
     gateway_settings,
     log,
     median,
     pct,
-    print_table,
     stub,
     temp_dir,
 )
@@ -485,18 +484,5 @@ async def run(quick: bool) -> Results:
     return res
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="miss path, streams, replay, coalescing")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    res = asyncio.run(run(args.quick))
-    log("event loop closed")
-    if args.json:
-        res.emit()
-    else:
-        print_table(res.rows)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main("miss path, streams, replay, coalescing", run)
