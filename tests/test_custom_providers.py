@@ -239,3 +239,34 @@ async def test_a_stream_holds_its_slot_until_it_ends(upstream: Any) -> None:
     assert first and row["in_flight"] == 1
     assert "".join([first, *[p async for p in stream]]) == "pong!"
     assert sarai_llm.get_stats()["providers"]["local"]["deployments"][upstream.base_url]["in_flight"] == 0
+
+
+async def test_streams_and_embeddings_of_a_custom_provider_over_deployments(
+    upstream: Any, second_upstream: Any
+) -> None:
+    sarai_llm.get_gateway({"primary_provider": "pair", "pair_model": "openai/stub", "pair_embed_model": "openai/emb",
+                           "pair_deployments": [upstream.base_url, second_upstream.base_url]})  # fmt: skip
+    pieces = [p async for p in sarai_llm.stream_chat(MESSAGES, use_cache=False)]
+    again = [p async for p in sarai_llm.stream_chat([{"role": "user", "content": "again"}], use_cache=False)]
+    assert "".join(pieces) == "".join(again) == "pong!"
+    vectors = [await sarai_llm.embed(f"text {i}") for i in range(4)]
+    assert all(len(v) == 4 for v in vectors)
+    assert upstream.count("/chat/completions") == second_upstream.count("/chat/completions") == 1
+    assert upstream.count("/embeddings") == second_upstream.count("/embeddings") == 2
+    assert [body["model"] for path, body in upstream.requests if path.endswith("/embeddings")] == ["emb", "emb"]
+    cached = await sarai_llm.embed("text 0")  # a hit, whichever server answered it
+    assert cached == vectors[0] and upstream.count("/embeddings") + second_upstream.count("/embeddings") == 4
+
+
+def test_the_cli_shows_an_unprobed_provider_as_unchecked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], upstream: Any
+) -> None:
+    from sarai_llm import cli
+
+    monkeypatch.setenv("LLM_GATEWAY_PRIMARY_PROVIDER", "groq")
+    monkeypatch.setenv("LLM_GATEWAY_GROQ_MODEL", "groq/llama-3.1-8b-instant")
+    monkeypatch.setenv("LLM_GATEWAY_FALLBACK_PROVIDERS", "local")
+    monkeypatch.setenv("LLM_GATEWAY_LOCAL_BASE_URL", upstream.base_url)
+    assert cli.main(["health"]) == 0  # the probed one is up; the unprobed one does not fail the check
+    rows = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows == {"groq": "unchecked", "local": "up"}
