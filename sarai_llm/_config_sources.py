@@ -26,6 +26,7 @@ Layout = Mapping[str, tuple[str, str | None]]  # flat name -> (model field, key 
 CURRENT_LOAD: ContextVar[list[TracedSource] | None] = ContextVar("sarai_llm_config_load", default=None)
 NAME = re.compile(r"[a-z][a-z0-9_]*")  # of a provider
 CUSTOM_FIELD = "custom_providers"  # the model field of the providers defined in configuration
+ENV_LABELS = ("environment", ".env")  # sources that define a custom provider only for the chain's names
 _custom_keys: tuple[str, ...] = ()  # settings of a custom provider, longest first; see configure_custom
 _reserved: frozenset[str] = frozenset()  # names a custom provider cannot have: the model's fields
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,6 +98,11 @@ class TracedSource(PydanticBaseSettingsSource):
             if var.startswith(prefix) and var[len(prefix) :] not in self.layout and custom_name(var[len(prefix) :]):
                 flat[var[len(prefix) :]] = value
         return flat
+
+    @property
+    def custom(self) -> set[str]:
+        """The custom providers this source has settings of."""
+        return {found[0] for name in self.flat if name not in self.layout and (found := custom_name(name))}
 
     def describe(self, name: str) -> str:
         """Where the setting ``name`` came from, as error messages say it."""

@@ -302,11 +302,17 @@ class GatewayConfig(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _defined_providers(cls, data: Any) -> Any:
-        """Drops the settings of custom providers that give no model: stray variables (``LLM_GATEWAY_FOO_TIMEOUT``)
-        define nothing."""
+        """Keeps the custom providers that have a model and are named by the YAML file, an argument or the chain:
+        stray variables (``LLM_GATEWAY_DEFAULT_MODEL``, ``LLM_GATEWAY_FOO_TIMEOUT``) define nothing."""
         custom = data.get(sources.CUSTOM_FIELD) if isinstance(data, dict) else None
         if isinstance(custom, dict):  # one in the chain without a model is then named as unknown, with the fix
-            data[sources.CUSTOM_FIELD] = {n: v for n, v in custom.items() if not isinstance(v, dict) or "model" in v}
+            chain = [data.get("primary_provider"), *fields.split_list(data.get("fallback_providers"))]
+            named = {str(n).strip().lower() for n in chain} | {
+                name for s in sources.CURRENT_LOAD.get() or () if s.label not in sources.ENV_LABELS for name in s.custom
+            }
+            data[sources.CUSTOM_FIELD] = {
+                n: v for n, v in custom.items() if not isinstance(v, dict) or ("model" in v and n in named)
+            }
         return data
 
     def __getattr__(self, name: str) -> Any:

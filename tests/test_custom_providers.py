@@ -61,6 +61,7 @@ async def test_a_provider_defined_by_the_environment_alone(upstream: Any, monkey
     monkeypatch.setenv("LLM_GATEWAY_MINE_2_MODEL", "openai/stub")
     monkeypatch.setenv("LLM_GATEWAY_MINE_2_BASE_URL", upstream.base_url)
     monkeypatch.setenv("LLM_GATEWAY_STRAY_TIMEOUT", "3")  # no model, not in the chain: defines nothing
+    monkeypatch.setenv("LLM_GATEWAY_DEFAULT_MODEL", "llama3")  # not in the chain: not read (nor refused)
     result = await chat(provider="mine_2")  # provider= takes any configured name
     assert (result["provider"], result["content"]) == ("mine_2", "pong")
     config = sarai_llm.get_gateway().config
