@@ -45,6 +45,7 @@ __all__ = ["Gateway"]
 
 _perf = time.perf_counter
 _NO_USAGE = no_usage()
+_CHAT = ("chat", None)  # the route of a chat with provider=None
 
 
 class Gateway:
@@ -154,11 +155,15 @@ class Gateway:
         started = _perf()
         if started >= self._reload_at:
             self._watcher.look(started)
-        check_options(caller, deadline)
-        route = self._route("chat", provider)
+        if caller is not None or deadline is not None:
+            check_options(caller, deadline)
+        route = self._routes.get(_CHAT) if provider is None else None
+        if route is None:
+            route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            key = _key(route, model, messages, temperature, max_tokens, provider_kwargs)
+            kwargs = _keyed(provider_kwargs) if "response_format" in provider_kwargs else provider_kwargs
+            key = route.keys.key((model, messages, temperature, max_tokens, kwargs))
             hit = self.cache.get(key, count_miss=False) if key is not None else None  # type: ignore[union-attr]
             if hit is not None:  # the hot path: a valid request was cached, so no check is needed
                 self.events.request()
@@ -214,7 +219,7 @@ class Gateway:
         route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            key = _key(route, model, messages, temperature, max_tokens, provider_kwargs)
+            key = route.keys.key((model, messages, temperature, max_tokens, _keyed(provider_kwargs)))
         request = self._request(
             route, messages, model, temperature, max_tokens, use_cache, caller, deadline, provider_kwargs, key
         )
@@ -437,10 +442,7 @@ def _open_cache(
     )
 
 
-def _key(route: Route, model: str | None, messages: Any, temperature: float, max_tokens: int | None,
-         kwargs: dict[str, Any]) -> str | None:  # fmt: skip
-    """The cache key of a chat on ``route`` (``None``: not cacheable); a pydantic ``response_format`` by its schema."""
+def _keyed(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A chat's keyword arguments as its cache key holds them: a pydantic ``response_format`` by its schema."""
     response_format = kwargs.get("response_format")
-    if response_format is not None:
-        kwargs = {**kwargs, "response_format": key_form(response_format)}
-    return route.keys.key((model, messages, temperature, max_tokens, kwargs))  # type: ignore[union-attr]
+    return kwargs if response_format is None else {**kwargs, "response_format": key_form(response_format)}
