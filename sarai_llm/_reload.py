@@ -70,9 +70,8 @@ class Watcher:
         gw.config = new
         gw._chain.configure(new)
         gw._routes = {}  # after the new config: a route resolved from now on uses it
-        if (cache := gw.cache) is not None:
-            cache.ttl, cache.max_size = new.cache.ttl, new.cache.max_size
-            cache._front.max_entries = new.cache.max_size
+        if gw.cache is not None:
+            gw.cache.resize(new.cache.ttl, new.cache.max_size)
         if changed := [name for name in RESTART if getattr(old, name) != getattr(new, name)]:
             log.warning("configuration reloaded, but %s take effect after a restart", ", ".join(changed))
         if not new.watch_config:

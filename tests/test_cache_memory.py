@@ -64,6 +64,16 @@ def test_the_front_stays_under_its_bound_and_the_store_keeps_every_entry(entry: 
     assert cache.hits == 300 and cache.misses == 0
 
 
+def test_resize_shrinks_the_front_now_and_the_store_at_its_next_write() -> None:
+    cache = ResponseCache(store=MemoryStore, max_size=100, ttl=60)
+    fill(cache, 20, chat_entry)
+    cache.resize(120, 5)
+    assert (cache.ttl, cache.max_size, len(cache._front)) == (120, 5, 5)  # noqa: SLF001
+    assert "k19" in cache._front and cache.stats()["memory_bytes"] > 0  # noqa: SLF001 - the most recent ones
+    fill(cache, 1, chat_entry)  # a write: the store drops its least recent entries
+    assert len(cache) == 5
+
+
 def test_accounted_bytes_cover_what_the_front_holds() -> None:
     """An entry's size is at least what its value holds: a vector as 8 bytes a float, a chat answer in full."""
     cache = ResponseCache(store=MemoryStore)

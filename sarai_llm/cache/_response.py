@@ -206,6 +206,10 @@ class _Front(OrderedDict[str, _Entry]):
         self.discard(key)
         self[key] = entry
         self.nbytes += entry.size
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop the least recently used entries until the bounds hold."""
         while self.nbytes > self.max_bytes or len(self) > self.max_entries:
             self.nbytes -= self.popitem(last=False)[1].size
 
@@ -335,6 +339,13 @@ class ResponseCache:
         if count_miss:
             self.misses += 1
         return None
+
+    def resize(self, ttl: float, max_size: int) -> None:
+        """Apply a new ``ttl`` (to entries written from now on) and ``max_size`` (the front now, the store at its
+        next write)."""
+        self.ttl = ttl
+        self.max_size = self._front.max_entries = max_size
+        self._front.trim()
 
     def count_miss(self) -> None:
         """Count a miss that :meth:`get` was told not to count."""
