@@ -22,11 +22,11 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._log import log
-from ._providers import public_url
+from ._providers import server_name
 from .errors import AllProvidersFailedError, InvalidRequestError, NoProvidersError, ProviderError, ProviderTimeoutError
 from .retry import with_retries
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .cache import KeyMaker
     from .config import GatewayConfig, ProviderConfig
 
-__all__ = ["Breaker", "ProviderChain", "Request", "Route", "Servers", "breaker_key", "resolve", "server_name", "within"]
+__all__ = ["Breaker", "ProviderChain", "Request", "Route", "Servers", "breaker_key", "resolve", "within"]
 
 T = TypeVar("T")
 _perf = time.perf_counter
@@ -122,14 +122,6 @@ class Breaker:
     def success(self, name: str) -> None:
         self._fails.pop(name, None)
         self._until.pop(name, None)
-
-
-def server_name(server: ProviderConfig) -> str:
-    """A server as stats and metrics name it: its base URL without credentials."""
-    return _shown(server.base_url or server.spec.public_base_url or f"{server.spec.chat_prefix} (LiteLLM's URL)")
-
-
-_shown = lru_cache(maxsize=256)(public_url)  # a few microseconds each, three times an attempt
 
 
 class Servers:
@@ -243,20 +235,22 @@ class ProviderChain:
         for provider in candidates:
             name = provider.name
             for server in servers.order(provider, breaker):
-                chosen = model if provider is head and model else server.embed_model if embedding else server.model
+                chosen = (
+                    model if provider is head and model else server.embed_model if embedding else server.model
+                ) or ""
                 remaining = None if ends_at is None else ends_at - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     errors[name] = ProviderTimeoutError(
                         name, f"not tried: the call's deadline of {deadline:g} s passed"
                     )
                     break  # named in the error, not counted as an attempt
-                events.attempt(name, chosen or "")
+                events.attempt(name, chosen)
                 started, failed = _perf(), True
                 try:
                     async with asyncio.timeout(remaining):
                         await servers.acquire(server)
                         try:
-                            result = await with_retries(partial(attempt, server, chosen or ""), self.retries, ends_at)
+                            result = await with_retries(partial(attempt, server, chosen), self.retries, ends_at)
                             failed = False
                         finally:
                             if failed or not keep:
@@ -267,7 +261,7 @@ class ProviderChain:
                         if isinstance(exc, ProviderError)
                         else ProviderTimeoutError(name, f"the call's deadline of {deadline:g} s passed")
                     )
-                    events.failure(name, chosen or "", (_perf() - started) * 1000.0, error, operation=operation)
+                    events.failure(name, chosen, (_perf() - started) * 1000.0, error, operation=operation)
                     breaker.failure(breaker_key(provider, server))
                     errors[name] = error
                     log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
@@ -275,7 +269,7 @@ class ProviderChain:
                 breaker.success(breaker_key(provider, server))
                 if provider is not head:
                     events.fallback(head.name, name)
-                return server, chosen or "", result
+                return server, chosen, result
         raise AllProvidersFailedError(errors)
 
 

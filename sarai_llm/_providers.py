@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -125,6 +125,15 @@ def public_url(url: str) -> str:
     return redact(url)
 
 
+def server_name(server: ProviderConfig) -> str:
+    """A server (a provider, or one of its deployments) as health, stats and metrics name it: its base URL without
+    credentials."""
+    return _shown(server.base_url or server.spec.public_base_url or f"{server.spec.chat_prefix} (LiteLLM's URL)")
+
+
+_shown = lru_cache(maxsize=256)(public_url)  # a few microseconds each, three times an attempt
+
+
 def model_string(provider: ProviderConfig, model: str, *, embedding: bool = False) -> str:
     """The LiteLLM model string for ``model`` served by ``provider``: ``ollama_chat/llama3.2``."""
     spec = provider.spec
@@ -178,7 +187,7 @@ async def check_providers(providers: Sequence[ProviderConfig], timeout: float) -
         if not provider.deployments:
             return await probe(client, provider)
         found = await asyncio.gather(*(probe(client, d) for d in provider.deployments))
-        servers = {public_url(d.base_url or ""): r for d, r in zip(provider.deployments, found, strict=True)}
+        servers = {server_name(d): r for d, r in zip(provider.deployments, found, strict=True)}
         up = [r for r in found if r["ok"]]
         error = None if up else "; ".join(f"{s}: {r['error']}" for s, r in servers.items())
         return {"ok": bool(up), "latency_ms": min(r["latency_ms"] for r in up or found), "error": error,
