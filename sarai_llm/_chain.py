@@ -75,7 +75,7 @@ def resolve(config: GatewayConfig, provider: str | None, *, embedding: bool = Fa
     """
     names = config.chain
     if provider is not None:
-        known = list(config.providers)
+        known = list(config.provider_names)
         name = provider.strip().lower() if isinstance(provider, str) else None
         if name not in known:
             raise InvalidRequestError(f"provider must be one of {known} or None, got {provider!r}")

@@ -95,8 +95,9 @@ class TracedSource(PydanticBaseSettingsSource):
         env = getattr(self.inner, "env_vars", None) or {}  # the environment's and .env's: custom providers
         prefix = ENV_PREFIX.lower()
         for var, value in env.items():
-            if var.startswith(prefix) and var[len(prefix) :] not in self.layout and custom_name(var[len(prefix) :]):
-                flat[var[len(prefix) :]] = value
+            name = var.removeprefix(prefix)
+            if name != var and name not in self.layout and custom_name(name):
+                flat[name] = value
         return flat
 
     @property

@@ -392,7 +392,7 @@ class Gateway:
 
     def cooling(self, provider: str) -> bool:
         """Whether ``provider`` is skipped for now after repeated failures (``allowed_fails``, ``cooldown_time``)."""
-        return provider in self.config.providers and self._chain.cooling(self.config.provider(provider))
+        return provider in self.config.provider_names and self._chain.cooling(self.config.provider(provider))
 
     def clear_cache(self) -> None:
         """Drop every cached answer (in this process and the shared store)."""

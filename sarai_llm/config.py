@@ -349,7 +349,12 @@ class GatewayConfig(BaseSettings):
     @property
     def providers(self) -> dict[str, ProviderConfig]:
         """Every provider: the built-in ones, then those defined in configuration."""
-        return {name: self.provider(name) for name in (*PROVIDERS, *self.custom_providers)}
+        return {name: self.provider(name) for name in self.provider_names}
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        """The names :meth:`provider` knows, in the order of :attr:`providers`."""
+        return (*PROVIDERS, *self.custom_providers)
 
     @property
     def chain(self) -> list[str]:

@@ -30,7 +30,7 @@ def _exported_providers(config: GatewayConfig) -> list[ProviderConfig]:
     """The chain's usable providers, then every other usable one defined in configuration or set explicitly."""
     explicit = {field for field, source in config.explain().items() if source != "default"}
     fields = ProviderSettings.model_fields
-    defined = [n for n in config.providers if n not in PROVIDERS or explicit & {f"{n}_{k}" for k in fields}]
+    defined = [n for n in config.provider_names if n not in PROVIDERS or explicit & {f"{n}_{k}" for k in fields}]
     chosen = [p for p in map(config.provider, dict.fromkeys([*config.chain, *defined])) if p.configured]
     if not chosen:
         missing = "; ".join(f"{n}: set {' or '.join(config.provider(n).missing_settings)}" for n in config.chain)
