@@ -55,7 +55,15 @@ def test_a_notebook_runs_every_api_form_quietly(local_model: Any, tmp_path: Path
     workdir = tmp_path / "nb"
     workdir.mkdir()
     # The kernel runs this interpreter (jupyter_client starts "python" kernels with sys.executable).
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    # ipykernel may flush one print() in two messages ("True", then "\n") when its flush timer fires in
+    # between; coalesce_streams joins them as Jupyter's own front ends show them.
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        coalesce_streams=True,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     client.execute()
 
     assert nb.cells[0].outputs == []
