@@ -25,7 +25,15 @@ from sarai_llm._litellm import LiteLLMAdapter
 from sarai_llm.config import GatewayConfig, ProviderConfig
 from sarai_llm.errors import ProviderError
 
-HEADERS = ("authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta")
+HEADERS = (
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+)
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 HISTORY = [
     {"role": "system", "content": "Be brief."},
@@ -330,8 +338,49 @@ async def test_embeddings(server: CaptureServer, adapters: Any, name: str, texts
     reply = ollama_embeddings(len(texts)) if name == "ollama" else openai_embeddings(len(texts))
     result, upstream = await differential(server, adapters, reply, "embed", Attempt(p, "e", {}, texts=texts))
     assert len(result["vectors"]) == len(texts)
-    # Ollama's with LiteLLM's embedding functions; LiteLLM 1.110 has no OpenAI embedding config: aembedding's.
-    assert (upstream is not None) == (name == "ollama")
+    assert upstream is not None
+
+
+EMBEDDING_BODIES = {
+    "no usage": {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [1.0, 2.0]}]},
+    "extra fields": {
+        "id": "x",
+        "data": [{"index": 0, "embedding": [1, -0.0, 1e-300], "extra": True}],
+        "model": "served-name",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2, "prompt_tokens_details": None},
+    },
+    "too few vectors": {"data": [], "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1}},
+    "no data": {"model": "e"},
+    "a list": b"[1, 2]",
+    "an item without index": {"data": [{"embedding": [1.0]}]},
+    "NaN": b'{"data": [{"index": 0, "embedding": [NaN, 1.0]}], "model": "e"}',
+    "not JSON": b"no json",
+    "cut": b'{"data": [{"index": 0, "embedding": [1.0,',
+}
+
+
+@pytest.mark.parametrize("body", list(EMBEDDING_BODIES))
+async def test_openai_embedding_bodies(server: CaptureServer, adapters: Any, body: str) -> None:
+    value = EMBEDDING_BODIES[body]
+    reply = Reply(200, value, {"Content-Type": "application/json"}) if isinstance(value, bytes) else Reply.json(value)
+    await differential(server, adapters, reply, "embed", embedding(provider("local", server)))
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"])
+@pytest.mark.parametrize("kind", ["chat", "stream", "embed"])
+async def test_openai_organization_takes_acompletion(
+    server: CaptureServer, adapters: Any, monkeypatch: pytest.MonkeyPatch, variable: str, kind: str
+) -> None:
+    """The openai SDK sends an organization or project from the environment: such requests stay with it."""
+    monkeypatch.setenv(variable, "org-or-project-1")
+    reply = {"chat": openai_reply, "stream": lambda: openai_stream(["Sun"])}.get(kind, lambda: openai_embeddings(1))
+    a = attempt_of(kind, provider("openai", server))
+    _, upstream = await differential(server, adapters, reply(), kind, a)
+    assert upstream is None
+    await attempt(adapters[0], kind, a)
+    header = "openai-project" if "PROJECT" in variable else "openai-organization"
+    sent = None if (kind, variable) == ("embed", "OPENAI_ORGANIZATION") else "org-or-project-1"  # chats read it
+    assert [c.headers.get(header) for c in server.take()] == [sent]
 
 
 ERRORS = {
@@ -353,11 +402,18 @@ def attempt_of(kind: str, p: ProviderConfig) -> Attempt:
     return embedding(p) if kind == "embed" else chat(p)
 
 
-CALLS = [("local", "chat"), ("local", "stream"), ("ollama", "chat"), ("ollama", "stream"), ("ollama", "embed")]
+CALLS = [
+    ("local", "chat"),
+    ("local", "stream"),
+    ("local", "embed"),
+    ("ollama", "chat"),
+    ("ollama", "stream"),
+    ("ollama", "embed"),
+]
 
 
 @pytest.mark.parametrize("error", list(ERRORS))
-@pytest.mark.parametrize(("name", "kind"), [*CALLS, ("openai", "chat"), ("openai", "stream")])
+@pytest.mark.parametrize(("name", "kind"), [*CALLS, ("openai", "chat"), ("openai", "stream"), ("openai", "embed")])
 async def test_errors(server: CaptureServer, adapters: Any, name: str, error: str, kind: str) -> None:
     result, _ = await differential(server, adapters, ERRORS[error](), kind, attempt_of(kind, provider(name, server)))
     assert result[0].startswith("Provider")

@@ -393,9 +393,9 @@ class LiteLLMAdapter:
         """Embed ``attempt.texts`` in one request; vectors in input order, with usage and cost."""
         provider, model, texts = attempt.provider, attempt.model, attempt.texts
         target, failure, upstream = self._target(provider, model, True), None, None
-        direct = self._direct and provider.spec.embed_prefix == "ollama"
+        prefix = provider.spec.embed_prefix or ""
         try:
-            if direct and (served := await _direct.embed_ollama(target, attempt.params, texts)):
+            if self._direct and (served := await _direct.embed(target, prefix, attempt.params, texts)):
                 response, upstream = served
             else:
                 response = await litellm.aembedding(input=texts, **{**target, **attempt.params})

@@ -7,7 +7,7 @@ and only the HTTP exchange is ours. :func:`plan` decides per request shape, befo
 this path serves it exactly (tests/test_contract_direct.py compares both paths request by request);
 anything else goes through ``acompletion``. A failed request is never retried on the other path. What
 LiteLLM makes of a request's arguments besides its messages is made once per exact value (``_frames``).
-Ollama embeddings: :func:`embed_ollama`, LiteLLM's own embedding functions without ``aembedding``.
+Embeddings: :func:`embed`, OpenAI's and Ollama's, without ``aembedding``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -27,6 +28,7 @@ import litellm
 import orjson
 from litellm.constants import DEFAULT_CHAT_COMPLETION_PARAM_VALUES
 from litellm.exceptions import APIConnectionError, MidStreamFallbackError, Timeout
+from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import convert_to_model_response_object
 from litellm.litellm_core_utils.url_utils import ensure_api_route
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, get_default_headers
 from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
@@ -40,11 +42,10 @@ from litellm.utils import (
     validate_and_fix_openai_messages,
 )
 
-__all__ = ["Plan", "close_clients", "embed_ollama", "plan"]
+__all__ = ["Plan", "close_clients", "embed", "plan"]
 
 # sarai_llm's provider -> LiteLLM's provider of its chats. Not here: Anthropic (not yet matched by the
-# contract tests). Embeddings: Ollama's with LiteLLM's own functions (embed_ollama); OpenAI's stay with
-# aembedding (LiteLLM 1.110 has no embedding config for it: the openai SDK does that protocol work).
+# contract tests). Embeddings: embed().
 _CHAT = {"openai": "openai", "ollama_chat": "ollama_chat"}  # LiteLLM prefix -> provider served here
 # OpenAI parameters whose mapping the contract tests cover; a provider-specific keyword (Ollama's
 # num_ctx) may be any other name LiteLLM does not claim for itself, with a plain value.
@@ -55,6 +56,15 @@ _COVERED = frozenset(
 _CLAIMED = frozenset(all_litellm_params) | frozenset(DEFAULT_CHAT_COMPLETION_PARAM_VALUES)
 _CLAIMED |= frozenset(inspect.signature(litellm.completion).parameters)  # timeout, api_base, ...
 _SCALARS = (str, int, float, bool)
+
+
+def _sdk_headers() -> bool:
+    """Whether the openai SDK, which acompletion uses for OpenAI, would add headers of its own: an organization
+    or project from LiteLLM's setting or the environment. The direct path leaves OpenAI requests to it then."""
+    return litellm.organization is not None or any(name in os.environ for name in _SDK_ENVIRONMENT)
+
+
+_SDK_ENVIRONMENT = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
 
 
 def _servable(params: Mapping[str, Any]) -> bool:
@@ -105,18 +115,41 @@ async def close_clients() -> None:
         await client.aclose()
 
 
-async def embed_ollama(target: Mapping[str, Any], params: Mapping[str, Any], texts: list[str]) -> Any:
-    """An Ollama embedding as ``aembedding`` makes it: LiteLLM's own functions, on the client they use (its
-    module-level one), errors mapped by ``litellm.exception_type`` as aembedding maps them; None when aembedding
-    must serve it (parameters). Returns (LiteLLM's EmbeddingResponse, seconds waited for the upstream)."""
-    if params or not all(type(text) is str for text in texts):
+async def embed(target: Mapping[str, Any], prefix: str, params: Mapping[str, Any], texts: list[str]) -> Any:
+    """An embedding as ``aembedding`` makes it, errors mapped as it maps them; None when aembedding must serve it
+    (another provider, parameters, an OpenAI request without a key). Returns (LiteLLM's EmbeddingResponse,
+    seconds waited for the upstream). Ollama's with LiteLLM's own embedding functions; OpenAI's as LiteLLM's
+    OpenAI handler reads the openai SDK's answer (the SDK's part is one POST of ``{model, input}``)."""
+    if params or not all(type(text) is str for text in texts) or prefix not in ("ollama", "openai"):
         return None
-    model, api_base = str(target["model"]).split("/", 1)[1], target.get("api_base") or "http://localhost:11434"
-    data = ollama_embedding._prepare_ollama_embedding_payload(model, texts, {})
-    headers = dict(ollama_embedding._ollama_embedding_headers(target.get("api_key"), None))
-    url, started = ensure_api_route(api_base, "api/embed"), time.perf_counter()
+    model, api_key, api_base = str(target["model"]).split("/", 1)[1], target.get("api_key"), target.get("api_base")
+    if prefix == "ollama":
+        return await _embed_ollama(model, api_key, api_base or "http://localhost:11434", texts, target.get("timeout"))
+    if not api_key or _sdk_headers():  # without one the openai SDK refuses to start: aembedding says so
+        return None
+    url = f"{(api_base or 'https://api.openai.com/v1').rstrip('/')}/embeddings"  # as the SDK joins it
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    body = {"model": model, "input": texts}
+    request = Plan("openai", model, _config("openai", model), url, headers, body, {}, {}, [], target.get("timeout"))
+    request.embedding = True
     try:
-        raw = await litellm.module_level_aclient.post(url, json=data, headers=headers, timeout=target.get("timeout"))
+        raw = await request.post()
+        answer = request.json(raw)
+        if not isinstance(answer, dict):  # the openai SDK hands it on as it is; LiteLLM's handler then fails so
+            raise OpenAIError(500, f"{type(answer).__name__!r} object has no attribute 'model_dump'")
+        answer.setdefault("data", None)  # the openai SDK's model of it has every field, None when missing
+        response = convert_to_model_response_object(answer, EmbeddingResponse(), response_type="embedding")
+    except Exception as exc:
+        raise request.litellm_error(exc) from None
+    return response, request.upstream_s
+
+
+async def _embed_ollama(model: str, api_key: Any, api_base: str, texts: list[str], timeout: Any) -> Any:
+    data = ollama_embedding._prepare_ollama_embedding_payload(model, texts, {})
+    headers = dict(ollama_embedding._ollama_embedding_headers(api_key, None))
+    url, started = ensure_api_route(api_base, "api/embed"), time.perf_counter()
+    try:  # on the client LiteLLM's functions use (its module-level one)
+        raw = await litellm.module_level_aclient.post(url, json=data, headers=headers, timeout=timeout)
         upstream = time.perf_counter() - started
         response = ollama_embedding._process_ollama_embedding_response(
             raw.json(), texts, model, EmbeddingResponse(), None, _get_encoding()
@@ -144,6 +177,7 @@ class Plan:
     """Seconds spent waiting for the upstream's answer (headers and body)."""
     finish: str | None = None
     received: list[Any] = field(default_factory=list)
+    embedding: bool = False
 
     async def post(self, stream: bool = False) -> httpx.Response:
         """POST the body; an error status raised as LiteLLM's config's error (its class and text)."""
@@ -174,21 +208,22 @@ class Plan:
 
     def _status_error(self, response: httpx.Response) -> Exception:
         """LiteLLM's config's error for an error answer. The openai SDK, which acompletion uses for OpenAI,
-        words it ``Error code: 401 - <the error's message>`` and keeps the error object as the body."""
+        words it ``Error code: 401 - <the error's message>`` and keeps the error object as the body (which
+        LiteLLM's error then says instead), but not for an embedding."""
         status, headers = response.status_code, dict(response.headers)
         if self.provider != "openai":
             return self.config.get_error_class(response.text, status, headers)  # type: ignore[no-any-return]
-        text = response.text.strip()
-        message, body = f"Error code: {status}", text
+        message, body = f"Error code: {status}", None
         try:
-            body = orjson.loads(text)
+            answer = orjson.loads(response.text.strip())
         except orjson.JSONDecodeError:
             pass
         else:
-            body = body.get("error", body) if isinstance(body, dict) else body
-            said = body.get("message") if isinstance(body, dict) else None
+            answer = answer.get("error", answer) if isinstance(answer, dict) else answer
+            said = answer.get("message") if isinstance(answer, dict) else None
             message += f" - {said}" if isinstance(said, str) and said else ""
-        return OpenAIError(status, message, headers=headers, body=body if isinstance(body, dict) else None)
+            body = answer if isinstance(answer, dict) and not self.embedding else None
+        return OpenAIError(status, message, headers=headers, body=body)
 
     def litellm_error(self, exc: BaseException) -> BaseException:
         """``exc`` as ``acompletion`` raises it: LiteLLM's exception, the original as its cause."""
@@ -212,11 +247,8 @@ class Plan:
 
     def response(self, raw: httpx.Response) -> Any:
         """LiteLLM's ``ModelResponse`` for a whole answer."""
-        if self.provider == "openai":  # the openai SDK's reading of a body that is not JSON, as acompletion has it
-            try:
-                json.loads(raw.content)
-            except ValueError as exc:
-                raise OpenAIError(500, str(exc)) from exc
+        if self.provider == "openai":
+            self.json(raw)
         return self.config.transform_response(
             model=self.model,
             raw_response=raw,
@@ -230,6 +262,16 @@ class Plan:
             api_key=None,
             json_mode=None,
         )
+
+    def json(self, raw: httpx.Response) -> Any:
+        """The answer's JSON; a body that is not JSON as the openai SDK reads it (acompletion's behaviour)."""
+        try:
+            return orjson.loads(raw.content)
+        except orjson.JSONDecodeError:  # not JSON, or JSON only json reads (NaN): json's value or words
+            try:
+                return json.loads(raw.content)
+            except ValueError as exc:
+                raise OpenAIError(500, str(exc)) from exc
 
     async def chunks(self, raw: httpx.Response) -> AsyncIterator[Any]:
         """LiteLLM's stream chunks of an answer being received (its config's iterator over the lines), named
@@ -360,7 +402,7 @@ async def plan(
     """The direct request for one chat attempt (``target``: the adapter's acompletion arguments), or None
     when ``acompletion`` must serve it (a provider or request shape not covered)."""
     provider = _CHAT.get(prefix)
-    if provider is None or not _servable(params):
+    if provider is None or not _servable(params) or (provider == "openai" and _sdk_headers()):
         return None
     model = str(target["model"]).split("/", 1)[1]
     api_base, api_key, timeout = target.get("api_base"), target.get("api_key"), target.get("timeout")
