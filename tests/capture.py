@@ -42,6 +42,9 @@ class Reply:
     """With ``chunks``: close the connection after them, without the final empty chunk."""
     hang: bool = False
     """Read the request and never answer."""
+    one_per_connection: bool = False
+    """Answer one request per connection without saying so, and close the connection at the next one, unanswered
+    (as a server that closes every connection after an answer, seen by a client that reused it first)."""
 
     @classmethod
     def json(cls, payload: object, status: int = 200, **headers: str) -> Reply:
@@ -76,6 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
         with owner.lock:
             owner.requests.append(Captured(self.command, self.path, headers, body))
         reply = owner.reply
+        if reply.one_per_connection and getattr(self, "answered", False):
+            self.close_connection = True
+            return
+        self.answered = True
         if reply.hang:
             owner.stopping.wait(30)
             self.close_connection = True

@@ -527,3 +527,22 @@ async def test_frames_made_once(server: CaptureServer, adapters: Any, name: str,
             tools[0]["function"]["description"] = "changed"  # in place: a new frame
     assert len(_direct._frames) == made + 1
     assert len(bodies) == len(VARIANTS) - 1 + 2  # each its own (the reordered stop: the same); tools twice
+
+
+@pytest.mark.parametrize(("name", "kind"), [c for c in CALLS if c != ("ollama", "embed")])
+async def test_a_pooled_connection_the_server_closed_is_sent_again(
+    server: CaptureServer, adapters: Any, name: str, kind: str
+) -> None:
+    """A connection the server closed after its last answer, without saying so, and that the pool handed out
+    before the close was seen: the request goes once more, on a new connection (Ollama's embeddings are sent by
+    LiteLLM's own client, as aembedding sends them)."""
+    replies = {"chat": openai_reply, "stream": lambda: openai_stream(["Sun"]), "embed": lambda: openai_embeddings(1)}
+    if name == "ollama":
+        replies |= {"chat": ollama_reply, "stream": lambda: ollama_stream(["Sun"])}
+    server.reply = dataclasses.replace(replies[kind](), one_per_connection=True)
+    a = attempt_of(kind, provider(name, server))
+    server.take()
+    for _ in range(3):
+        result, upstream = await attempt(adapters[0], kind, a)
+        assert upstream is not None, result
+    assert len(server.take()) >= 3

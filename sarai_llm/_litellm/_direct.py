@@ -189,7 +189,11 @@ class Plan:
             request.headers["Content-Type"] = "application/octet-stream"
         started = time.perf_counter()
         try:
-            response = await client.send(request, stream=stream)
+            try:  # the head only (the body is read below)
+                response = await client.send(request, stream=True)
+            except (httpx.ReadError, httpx.RemoteProtocolError):  # closed before any answer: a pooled
+                await _turn()  # connection the server had just closed (after a stream, say); once more on a new one
+                response = await client.send(request, stream=True)
             try:
                 if response.status_code >= 400:
                     await response.aread()
