@@ -45,6 +45,7 @@ __all__ = ["Gateway"]
 
 _perf = time.perf_counter
 _NO_USAGE = no_usage()
+_USAGE_FIELDS = len(_NO_USAGE)  # an answer's usage with as many has them all (the adapter reports them all)
 _CHAT = ("chat", None)  # the route of a chat with provider=None
 
 
@@ -162,12 +163,13 @@ class Gateway:
             route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            kwargs = _keyed(provider_kwargs) if "response_format" in provider_kwargs else provider_kwargs
+            shape = provider_kwargs.get("response_format") if provider_kwargs else None
+            kwargs = provider_kwargs if shape is None else _keyed(provider_kwargs)
             key = route.keys.key((model, messages, temperature, max_tokens, kwargs))
             hit = self.cache.get(key, count_miss=False) if key is not None else None  # type: ignore[union-attr]
             if hit is not None:  # the hot path: a valid request was cached, so no check is needed
                 self.events.request()
-                return self._answered(hit, True, False, started, caller, provider_kwargs.get("response_format"))
+                return self._answered(hit, True, False, started, caller, shape)
         request = self._request(
             route, messages, model, temperature, max_tokens, use_cache, caller, deadline, provider_kwargs, key
         )
@@ -331,12 +333,12 @@ class Gateway:
         spent, saved = (0.0, cost) if cached else (cost, 0.0)
         provider, model, content = answer["provider"], answer["model"], answer["content"]
         # Entries cached before tool calls and token details were kept lack them: the defaults fill in.
-        tool_calls = answer.get("tool_calls")
+        tool_calls, usage = answer.get("tool_calls"), answer["usage"]
         result: ChatResult = {
             "content": content,
             "model": model,
             "provider": provider,
-            "usage": {**_NO_USAGE, **answer["usage"]},  # type: ignore[typeddict-item]
+            "usage": usage.copy() if len(usage) == _USAGE_FIELDS else {**_NO_USAGE, **usage},  # type: ignore[typeddict-item]
             "finish_reason": answer["finish_reason"],
             "cached": cached,
             "coalesced": coalesced,
