@@ -30,8 +30,9 @@ async def embed_texts(
     use_cache: bool,
     deadline: float | None,
     kwargs: dict[str, Any],
-) -> tuple[list[list[float]], str, float, float]:
-    """Vectors in input order; what the call spent upstream and what the cache saved it.
+) -> tuple[list[list[float]], str, float, float, float | None]:
+    """Vectors in input order; what the call spent upstream and what the cache saved it; the seconds it waited
+    for the upstream, when the adapter knows them (None: not known, or no request was sent).
 
     Each text is looked up, coalesced and stored on its own; the texts no
     one has go upstream in one request. A cached vector holds its share of
@@ -52,13 +53,13 @@ async def embed_texts(
         if hit is not None:
             found[t] = hit
     saved = sum(entry.get("cost_usd") or 0.0 for entry in found.values())
-    answered_by, spent = "cache", 0.0
+    answered_by, spent, waited = "cache", 0.0, None
     pending = [t for t in keys if t not in found]
     while pending:
         followed = {t: f for t in pending if (f := gw._flights.joinable(keys[t])) is not None}
         todo = [t for t in pending if t not in followed]
         if todo:
-            answered_by, spent = await _upstream(gw, todo, keys, found, route, model, deadline, kwargs)
+            answered_by, spent, waited = await _upstream(gw, todo, keys, found, route, model, deadline, kwargs)
         pending = []
         for t, flight in followed.items():
             entry = await flight.follow()
@@ -69,7 +70,7 @@ async def embed_texts(
             saved += entry.get("cost_usd") or 0.0
             gw._coalesced()
     saved += sum(found[t].get("cost_usd") or 0.0 for t in repeated)
-    return [list(found[t]["vector"]) for t in texts], answered_by, spent, saved
+    return [list(found[t]["vector"]) for t in texts], answered_by, spent, saved, waited
 
 
 async def _upstream(
@@ -81,19 +82,25 @@ async def _upstream(
     model: str | None,
     deadline: float | None,
     kwargs: dict[str, Any],
-) -> tuple[str, float]:
-    """Embed ``todo`` in one request into ``found`` (cached, followers told); ``(provider, cost)``."""
+) -> tuple[str, float, float | None]:
+    """Embed ``todo`` in one request into ``found`` (cached, followers told); ``(provider, cost, seconds waited
+    for the upstream)``: the walk's time but the answering attempt's own, as a chat counts it."""
     adapter, events = gw._adapter_for_miss(), gw.events
     flights = {t: gw._flights.lead(keys[t]) for t in todo}
+    own: list[float] = []
 
     async def attempt(provider: ProviderConfig, chosen: str) -> Any:
         started = _perf()
         result = await adapter.embed(Attempt(provider, chosen, kwargs, texts=todo))
-        events.success(provider.name, chosen, (_perf() - started) * 1000.0, result.usage, operation="embeddings")
+        took = _perf() - started
+        events.success(provider.name, chosen, took * 1000.0, result.usage, operation="embeddings")
+        own[:] = [] if result.upstream_s is None else [took - result.upstream_s]
         return result
 
     try:
+        walked = _perf()
         provider, _, fresh = await gw._chain.walk(route.chain, model, attempt, embedding=True, deadline=deadline)
+        waited = _perf() - walked - own[0] if own else None
     except BaseException as exc:
         for t, flight in flights.items():
             gw._flights.land(keys[t], flight, error=exc)
@@ -105,4 +112,4 @@ async def _upstream(
         if k is not None:
             gw.cache.set(k, entry, messages=t, model=model or route.chain[0].embed_model)  # type: ignore[union-attr]
         gw._flights.land(k, flights[t], entry)
-    return provider.name, fresh.cost_usd
+    return provider.name, fresh.cost_usd, waited

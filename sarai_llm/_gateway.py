@@ -45,7 +45,6 @@ __all__ = ["Gateway"]
 
 _perf = time.perf_counter
 _NO_USAGE = no_usage()
-_USAGE_FIELDS = len(_NO_USAGE)  # an answer's usage with as many has them all (the adapter reports them all)
 _CHAT = ("chat", None)  # the route of a chat with provider=None
 
 
@@ -291,7 +290,7 @@ class Gateway:
         route = self._route("embed", provider)
         self.events.request()
         try:
-            vectors, by, spent, saved = await embed_texts(
+            vectors, by, spent, saved, waited = await embed_texts(
                 self, texts, route, model, use_cache, deadline, provider_kwargs
             )
         except BaseException:
@@ -301,6 +300,8 @@ class Gateway:
         self.events.answered(
             by, model, cached=by == "cache", latency_ms=ms, caller=caller, cost_usd=spent, saved_usd=saved
         )
+        if waited is not None:  # as a chat's: the call's time but the upstream's
+            self.events.overhead(by, ms / 1000.0 - waited)
         return vectors[0] if single else vectors
 
     def _store(self, request: Request, answer: dict[str, Any]) -> None:
@@ -338,7 +339,7 @@ class Gateway:
             "content": content,
             "model": model,
             "provider": provider,
-            "usage": usage.copy() if len(usage) == _USAGE_FIELDS else {**_NO_USAGE, **usage},  # type: ignore[typeddict-item]
+            "usage": usage.copy() if len(usage) == len(_NO_USAGE) else {**_NO_USAGE, **usage},  # type: ignore[typeddict-item]
             "finish_reason": answer["finish_reason"],
             "cached": cached,
             "coalesced": coalesced,
@@ -354,12 +355,9 @@ class Gateway:
         return result
 
     async def health_check(self, provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
-        """Check providers concurrently with their cheapest request (a model listing).
-
-        Each check is bounded by ``health_timeout`` seconds (default 5).
-        Returns ``{name: bool}``; with ``detailed=True``,
-        ``{name: {"ok": bool, "latency_ms": float, "error": str | None}}``.
-        """
+        """Check providers concurrently with their cheapest request (a model listing), each within ``health_timeout``
+        seconds (default 5): ``{name: bool}``; with ``detailed=True``,
+        ``{name: {"ok": bool | None, "latency_ms": float, "error": str | None}}`` (``None``: nothing to probe)."""
         from ._providers import check_providers
 
         config = self.config

@@ -192,6 +192,19 @@ async def test_scripted_sequence_every_number(upstream: Any, dead_url: str) -> N
     assert upstream.count("/chat/completions") == 4
 
 
+async def test_embeddings_publish_the_gateways_overhead(upstream: Any, dead_url: str) -> None:
+    """An embedding on the direct path knows the upstream's wait as a chat does: the rest is the overhead, in
+    stats and metrics; hits and repeated texts add no sample (nothing went upstream)."""
+    configure(upstream, dead_url, primary_provider="local", fallback_providers=[], local_embed_model="stub")
+    for texts in (["one"], ["two", "three"], ["one", "two"]):  # the last: hits only
+        await sarai_llm.embed(texts)
+    samples = parse(sarai_llm.metrics_text())
+    assert value(samples, "llm_gateway_overhead_seconds_count", provider="local") == 2
+    assert 0 < value(samples, "llm_gateway_overhead_seconds_sum", provider="local") < 5
+    row = sarai_llm.get_stats()["providers"]["local"]
+    assert 0 < row["overhead_p50_ms"] <= row["overhead_p95_ms"]
+
+
 async def test_stats_without_cache_have_no_cache_key(upstream: Any, dead_url: str) -> None:
     configure(upstream, dead_url, cache_enabled=False)
     await sarai_llm.chat(msg("one"), provider="local")
