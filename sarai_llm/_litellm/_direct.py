@@ -61,10 +61,8 @@ _SCALARS = (str, int, float, bool)
 def _sdk_headers() -> bool:
     """Whether the openai SDK, which acompletion uses for OpenAI, would add headers of its own: an organization
     or project from LiteLLM's setting or the environment. The direct path leaves OpenAI requests to it then."""
-    return litellm.organization is not None or any(name in os.environ for name in _SDK_ENVIRONMENT)
-
-
-_SDK_ENVIRONMENT = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
+    names = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
+    return litellm.organization is not None or any(name in os.environ for name in names)
 
 
 def _servable(params: Mapping[str, Any]) -> bool:
@@ -139,8 +137,8 @@ async def embed(target: Mapping[str, Any], prefix: str, params: Mapping[str, Any
             raise OpenAIError(500, f"{type(answer).__name__!r} object has no attribute 'model_dump'")
         answer.setdefault("data", None)  # the openai SDK's model of it has every field, None when missing
         response = convert_to_model_response_object(answer, EmbeddingResponse(), response_type="embedding")
-    except Exception as exc:
-        raise request.litellm_error(exc) from None
+    except Exception as exc:  # LiteLLM's exception, ``exc`` its cause
+        raise request.litellm_error(exc)  # noqa: B904
     return response, request.upstream_s
 
 
