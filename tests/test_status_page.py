@@ -229,8 +229,16 @@ class Shown(HTMLParser):
             self._open = None
 
 
+def path_of(key: str) -> list[str]:
+    """The path a ``data-k`` names: dotted, or a JSON list (a server's base URL holds dots)."""
+    return json.loads(key) if key.startswith("[") else key.split(".")
+
+
 def expected_text(key: str, value: Any) -> str | None:
     """How the page writes ``value`` (None: not a fixed text)."""
+    key = ".".join(path_of(key)[-1:]) if key.startswith("[") else key
+    if key == "queue_wait_s":
+        return f"{value:.3f} s"
     if key.endswith(".age_s"):
         return None
     if key.endswith(".ok"):
@@ -247,7 +255,7 @@ def expected_text(key: str, value: Any) -> str | None:
 
 
 def lookup(stats: dict[str, Any], health: dict[str, Any], key: str) -> Any:
-    parts = key.split(".")
+    parts = path_of(key)
     node: Any = health if parts[0] == "health" else stats
     for part in parts[1:] if parts[0] == "health" else parts:
         node = node[part]
@@ -312,6 +320,11 @@ async def test_status_page_in_headless_chromium_shows_the_stats(
     assert {f"callers.{k}" for k, _ in walk(stats["callers"])} <= shown_keys
     assert {f"cost.callers.{k}" for k, _ in walk(stats["cost"]["callers"])} <= shown_keys
     assert {"cost.spent_usd", "cost.saved_usd", "cost.providers.local.spent_usd"} <= shown_keys
+    assert "providers.local.overhead_p50_ms" in shown_keys  # the direct path knew the upstream's wait
+    servers = [(p, url, field) for p in ("ollama", "local") for url, fields in stats["providers"][p]["deployments"].items()
+               for field in fields]  # fmt: skip
+    keys = [json.dumps(["providers", p, "deployments", url, field], separators=(",", ":")) for p, url, field in servers]
+    assert servers and set(keys) <= shown_keys
     assert page.values["health.local.ok"][1] == "up" and page.values["health.ollama.ok"][1] == "down"
     assert stats["cost"]["spent_usd"] > 0 and stats["cost"]["saved_usd"] > 0
     assert page.values["cost.saved_usd"][1] == f"${stats['cost']['saved_usd']:.6f}"
