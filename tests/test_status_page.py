@@ -321,10 +321,9 @@ async def test_status_page_in_headless_chromium_shows_the_stats(
     assert {f"cost.callers.{k}" for k, _ in walk(stats["cost"]["callers"])} <= shown_keys
     assert {"cost.spent_usd", "cost.saved_usd", "cost.providers.local.spent_usd"} <= shown_keys
     assert "providers.local.overhead_p50_ms" in shown_keys  # the direct path knew the upstream's wait
-    servers = [(p, url, field) for p in ("ollama", "local") for url, fields in stats["providers"][p]["deployments"].items()
-               for field in fields]  # fmt: skip
-    keys = [json.dumps(["providers", p, "deployments", url, field], separators=(",", ":")) for p, url, field in servers]
-    assert servers and set(keys) <= shown_keys
+    servers = [(p, url, row) for p in ("ollama", "local") for url, row in stats["providers"][p]["deployments"].items()]
+    paths = [["providers", p, "deployments", url, field] for p, url, row in servers for field in row]
+    assert servers and {json.dumps(path, separators=(",", ":")) for path in paths} <= shown_keys
     assert page.values["health.local.ok"][1] == "up" and page.values["health.ollama.ok"][1] == "down"
     assert stats["cost"]["spent_usd"] > 0 and stats["cost"]["saved_usd"] > 0
     assert page.values["cost.saved_usd"][1] == f"${stats['cost']['saved_usd']:.6f}"
