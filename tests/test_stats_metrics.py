@@ -443,33 +443,63 @@ WORKER = textwrap.dedent(
         await sarai_llm.chat(text, caller="worker")   # miss
         await sarai_llm.chat(text, caller="worker")   # hit
 
+    async def busy() -> None:  # a scrape while this process's call is under way
+        call = asyncio.create_task(sarai_llm.chat([{"role": "user", "content": "slow"}], use_cache=False))
+        await asyncio.sleep(0.6)
+        print(sarai_llm.metrics_text())
+        await call
+
     if sys.argv[1] == "scrape":
         print(sarai_llm.metrics_text())
     else:
-        asyncio.run(main())
+        asyncio.run(busy() if sys.argv[1] == "busy" else main())
     """
 )
 
 
-def test_multiprocess_mode_sums_two_processes(upstream: Any, tmp_path: Path) -> None:
+def multiprocess_env(upstream: Any, tmp_path: Path) -> dict[str, str]:
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    (tmp_path / "worker.py").write_text(WORKER)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_GATEWAY_")}
-    env.update(
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        LLM_GATEWAY_PRIMARY_PROVIDER="local",
-        LLM_GATEWAY_LOCAL_BASE_URL=upstream.base_url,
-        LLM_GATEWAY_LOCAL_MODEL="stub",
-        LLM_GATEWAY_CACHE_DIR=str(tmp_path / "shared-cache"),
-        LLM_GATEWAY_LOCAL_INPUT_COST_PER_TOKEN="0.000001",
-        LLM_GATEWAY_LOCAL_OUTPUT_COST_PER_TOKEN="0.000002",
-    )
+    return env | {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "LLM_GATEWAY_PRIMARY_PROVIDER": "local",
+        "LLM_GATEWAY_LOCAL_BASE_URL": upstream.base_url,
+        "LLM_GATEWAY_LOCAL_MODEL": "stub",
+        "LLM_GATEWAY_CACHE_DIR": str(tmp_path / "shared-cache"),
+    }
+
+
+def worker(tmp_path: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "worker.py"), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_multiprocess_mode_counts_attempts_in_flight(upstream: Any, tmp_path: Path) -> None:
+    """``llm_gateway_deployment_in_flight`` in multiprocess mode: the live processes' attempts under way."""
+    env = multiprocess_env(upstream, tmp_path)
+    upstream.behaviour.delay = 1.5
+    during = parse(worker(tmp_path, env, "busy"))
+    upstream.behaviour.delay = 0.0
+    after = parse(worker(tmp_path, env, "scrape"))
+    labels = {"provider": "local", "deployment": upstream.base_url}
+    assert value(during, "llm_gateway_deployment_in_flight", **labels) == 1
+    assert value(after, "llm_gateway_deployment_in_flight", **labels) == 0
+    assert value(after, "llm_gateway_deployment_requests_total", **labels) == 1
+
+
+def test_multiprocess_mode_sums_two_processes(upstream: Any, tmp_path: Path) -> None:
+    env = multiprocess_env(upstream, tmp_path)
+    env |= {"LLM_GATEWAY_LOCAL_INPUT_COST_PER_TOKEN": "0.000001", "LLM_GATEWAY_LOCAL_OUTPUT_COST_PER_TOKEN": "0.000002"}
 
     def run(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, str(script), *args],
+            [sys.executable, str(tmp_path / "worker.py"), *args],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.PIPE,

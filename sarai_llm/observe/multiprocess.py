@@ -21,7 +21,7 @@ __all__ = ["ProcessMetrics"]
 @cache
 def _metrics() -> Any:
     # One set per process, not per gateway: gateways replacing each other add to the same series.
-    from prometheus_client import Counter, Histogram, values
+    from prometheus_client import Counter, Gauge, Histogram, values
 
     if getattr(values.ValueClass, "__name__", "") != "MmapedValue":
         log.warning(
@@ -34,6 +34,9 @@ def _metrics() -> Any:
             made[name[12:]] = Histogram(name, HELP[name], LABELS[name], buckets=BUCKETS[name], registry=None)
         elif kind == "counter":
             made[name[12:]] = Counter(name, HELP[name], LABELS[name], registry=None)
+    # The one gauge an event moves (the others are read from the cache at scrape time): the live processes' sum.
+    name = "llm_gateway_deployment_in_flight"
+    made[name[12:]] = Gauge(name, HELP[name], LABELS[name], registry=None, multiprocess_mode="livesum")
     return SimpleNamespace(**made)
 
 
@@ -92,9 +95,11 @@ class ProcessMetrics(Observer):
 
     def dispatched(self, provider: str, server: str, waited_s: float) -> None:
         self.metrics.deployment_requests.labels(provider, server).inc()
+        self.metrics.deployment_in_flight.labels(provider, server).inc()
         self.metrics.queue_wait_seconds.labels(provider, server).inc(waited_s)
 
     def released(self, provider: str, server: str, failed: bool) -> None:
+        self.metrics.deployment_in_flight.labels(provider, server).dec()
         if failed:
             self.metrics.deployment_errors.labels(provider, server).inc()
 
