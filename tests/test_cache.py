@@ -76,6 +76,31 @@ def test_lru_evicts_the_least_recently_used(tmp_path: Path) -> None:
     assert cache.stats()["size"] == 3
 
 
+def test_a_hit_reorders_its_entry_at_most_once_a_second(tmp_path: Path) -> None:
+    """As memcached does: an entry a hit moved to the recent end less than REORDER_AFTER seconds ago stays
+    where it is (it is among the most recent already); the hit saves the reordering and the store's touch."""
+    from sarai_llm.cache._response import REORDER_AFTER
+
+    clock = FakeClock()
+    cache = ResponseCache(tmp_path, max_size=2, clock=clock)
+    for name in "AB":
+        clock.now += 10
+        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+    clock.now += 10
+    assert cache.get("A") is not None  # A moves after B
+    clock.now += 0.1
+    assert cache.get("B") is not None  # B moves after A
+    clock.now += REORDER_AFTER / 2
+    assert cache.get("A") is not None  # A stays: it moved half a second ago
+    clock.now += 1
+    cache.set("C", answer("C"), messages=MESSAGES, model="m")
+    assert [k for k in "ABC" if cache.get(k) is not None] == ["B", "C"]
+    clock.now += REORDER_AFTER
+    assert cache.get("B") is not None  # B moves after C again
+    cache.set("D", answer("D"), messages=MESSAGES, model="m")
+    assert [k for k in "BCD" if cache.get(k) is not None] == ["B", "D"]
+
+
 def test_lru_order_is_shared_through_the_directory(tmp_path: Path) -> None:
     clock = FakeClock()
     writer = ResponseCache(tmp_path, max_size=2, clock=clock)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+import math
 import os
 import sys
 import time
@@ -24,6 +25,8 @@ _T = TypeVar("_T")
 _KEY_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _DISABLED = "sarai_llm response cache disabled (%s %s: %s: %s); answering uncached"
 _monotonic = time.monotonic
+REORDER_AFTER = 1.0
+"""Seconds after which a hit moves its entry to the recent end of the LRU order again (and tells the store)."""
 _BIG_ENDIAN = sys.byteorder == "big"  # records hold vectors as little-endian float64
 # What an entry costs the front besides its value: its key, its _Entry, its place in the OrderedDict (measured).
 _ENTRY_OVERHEAD = 240
@@ -187,11 +190,12 @@ def decode(record: bytes) -> tuple[dict[str, Any], float]:
 
 
 class _Entry:
-    __slots__ = ("expires_at", "size", "value")
+    __slots__ = ("expires_at", "size", "used", "value")
 
     def __init__(self, value: dict[str, Any], expires_at: float):
         self.value, self.expires_at = value, expires_at  # expires_at: on the cache's clock
         self.size = footprint(value) + _ENTRY_OVERHEAD
+        self.used = -math.inf  # when a hit last moved it to the recent end (the cache's clock)
 
 
 class _Front(OrderedDict[str, _Entry]):
@@ -327,8 +331,10 @@ class ResponseCache:
         front, now = self._front, self.clock()
         if (entry := front.get(key)) is not None:
             if entry.expires_at > now:
-                front.move_to_end(key)
-                self._touched[key] = now
+                if now - entry.used >= REORDER_AFTER:  # else it is among the most recent already (memcached's rule)
+                    entry.used = now
+                    front.move_to_end(key)
+                    self._touched[key] = now
                 self.hits += 1
                 return entry.value
             self._drop(key)
