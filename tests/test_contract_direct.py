@@ -545,4 +545,5 @@ async def test_a_pooled_connection_the_server_closed_is_sent_again(
     for _ in range(3):
         result, upstream = await attempt(adapters[0], kind, a)
         assert upstream is not None, result
-    assert len(server.take()) >= 3
+    # A stream's answer says "Connection: close" (tests/capture.py): never pooled. Else calls 2 and 3 went twice.
+    assert len(server.take()) == (3 if kind == "stream" else 5)
