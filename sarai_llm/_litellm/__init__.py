@@ -33,7 +33,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: E402
 
-from . import _direct  # noqa: E402
+from . import _direct, _embed  # noqa: E402
 from ._errors import map_exception, mapped  # noqa: E402
 
 __all__ = ["LiteLLMAdapter", "close_clients", "cost_usd", "map_exception"]
@@ -395,7 +395,7 @@ class LiteLLMAdapter:
         target, failure, upstream = self._target(provider, model, True), None, None
         prefix = provider.spec.embed_prefix or ""
         try:
-            if self._direct and (served := await _direct.embed(target, prefix, attempt.params, texts)):
+            if self._direct and (served := await _embed.embed(target, prefix, attempt.params, texts)):
                 response, upstream = served
             else:
                 response = await litellm.aembedding(input=texts, **{**target, **attempt.params})

@@ -7,7 +7,7 @@ and only the HTTP exchange is ours. :func:`plan` decides per request shape, befo
 this path serves it exactly (tests/test_contract_direct.py compares both paths request by request);
 anything else goes through ``acompletion``. A failed request is never retried on the other path. What
 LiteLLM makes of a request's arguments besides its messages is made once per exact value (``_frames``).
-Embeddings: :func:`embed`, OpenAI's and Ollama's, without ``aembedding``.
+Embeddings, OpenAI's and Ollama's, without ``aembedding``: :mod:`._embed`.
 """
 
 from __future__ import annotations
@@ -28,24 +28,20 @@ import litellm
 import orjson
 from litellm.constants import DEFAULT_CHAT_COMPLETION_PARAM_VALUES
 from litellm.exceptions import APIConnectionError, MidStreamFallbackError, Timeout
-from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import convert_to_model_response_object
-from litellm.litellm_core_utils.url_utils import ensure_api_route
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, get_default_headers
 from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
-from litellm.llms.ollama.completion import handler as ollama_embedding
 from litellm.llms.openai.common_utils import OpenAIError
-from litellm.main import _get_encoding
-from litellm.types.utils import EmbeddingResponse, LlmProviders, all_litellm_params
+from litellm.types.utils import LlmProviders, all_litellm_params
 from litellm.utils import (
     ProviderConfigManager,
     get_optional_params,
     validate_and_fix_openai_messages,
 )
 
-__all__ = ["Plan", "close_clients", "embed", "plan"]
+__all__ = ["Plan", "chat_config", "close_clients", "plan", "sdk_headers"]
 
 # sarai_llm's provider -> LiteLLM's provider of its chats. Not here: Anthropic (not yet matched by the
-# contract tests). Embeddings: embed().
+# contract tests). Embeddings: _embed.py.
 _CHAT = {"openai": "openai", "ollama_chat": "ollama_chat"}  # LiteLLM prefix -> provider served here
 # OpenAI parameters whose mapping the contract tests cover; a provider-specific keyword (Ollama's
 # num_ctx) may be any other name LiteLLM does not claim for itself, with a plain value.
@@ -58,7 +54,7 @@ _CLAIMED |= frozenset(inspect.signature(litellm.completion).parameters)  # timeo
 _SCALARS = (str, int, float, bool)
 
 
-def _sdk_headers() -> bool:
+def sdk_headers() -> bool:
     """Whether the openai SDK, which acompletion uses for OpenAI, would add headers of its own: an organization
     or project from LiteLLM's setting or the environment. The direct path leaves OpenAI requests to it then."""
     names = ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
@@ -111,50 +107,6 @@ async def close_clients() -> None:
     """Close the running loop's clients, if it opened any."""
     for client in _clients.pop(asyncio.get_running_loop(), {}).values():
         await client.aclose()
-
-
-async def embed(target: Mapping[str, Any], prefix: str, params: Mapping[str, Any], texts: list[str]) -> Any:
-    """An embedding as ``aembedding`` makes it, errors mapped as it maps them; None when aembedding must serve it
-    (another provider, parameters, an OpenAI request without a key). Returns (LiteLLM's EmbeddingResponse,
-    seconds waited for the upstream). Ollama's with LiteLLM's own embedding functions; OpenAI's as LiteLLM's
-    OpenAI handler reads the openai SDK's answer (the SDK's part is one POST of ``{model, input}``)."""
-    if params or not all(type(text) is str for text in texts) or prefix not in ("ollama", "openai"):
-        return None
-    model, api_key, api_base = str(target["model"]).split("/", 1)[1], target.get("api_key"), target.get("api_base")
-    if prefix == "ollama":
-        return await _embed_ollama(model, api_key, api_base or "http://localhost:11434", texts, target.get("timeout"))
-    if not api_key or _sdk_headers():  # without one the openai SDK refuses to start: aembedding says so
-        return None
-    url = f"{(api_base or 'https://api.openai.com/v1').rstrip('/')}/embeddings"  # as the SDK joins it
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    body = {"model": model, "input": texts}
-    request = Plan("openai", model, _config("openai", model), url, headers, body, {}, {}, [], target.get("timeout"))
-    request.embedding = True
-    try:
-        raw = await request.post()
-        answer = request.json(raw)
-        if not isinstance(answer, dict):  # the openai SDK hands it on as it is; LiteLLM's handler then fails so
-            raise OpenAIError(500, f"{type(answer).__name__!r} object has no attribute 'model_dump'")
-        answer.setdefault("data", None)  # the openai SDK's model of it has every field, None when missing
-        response = convert_to_model_response_object(answer, EmbeddingResponse(), response_type="embedding")
-    except Exception as exc:  # LiteLLM's exception, ``exc`` its cause
-        raise request.litellm_error(exc)  # noqa: B904
-    return response, request.upstream_s
-
-
-async def _embed_ollama(model: str, api_key: Any, api_base: str, texts: list[str], timeout: Any) -> Any:
-    data = ollama_embedding._prepare_ollama_embedding_payload(model, texts, {})
-    headers = dict(ollama_embedding._ollama_embedding_headers(api_key, None))
-    url, started = ensure_api_route(api_base, "api/embed"), time.perf_counter()
-    try:  # on the client LiteLLM's functions use (its module-level one)
-        raw = await litellm.module_level_aclient.post(url, json=data, headers=headers, timeout=timeout)
-        upstream = time.perf_counter() - started
-        response = ollama_embedding._process_ollama_embedding_response(
-            raw.json(), texts, model, EmbeddingResponse(), None, _get_encoding()
-        )
-    except Exception as exc:  # as aembedding maps it (exception_type raises, mostly)
-        raise litellm.exception_type(model=model, original_exception=exc, custom_llm_provider="ollama")  # noqa: B904
-    return response, upstream
 
 
 @dataclass(slots=True)
@@ -385,7 +337,8 @@ def _thawed(frozen: Any) -> Any:
     return {_thawed(k): _thawed(v) for k, v in value} if kind is dict else value
 
 
-def _config(provider: str, model: str) -> Any:
+def chat_config(provider: str, model: str) -> Any:
+    """LiteLLM's chat config of ``provider`` for ``model``, made once."""
     config = _configs.get((provider, model))
     if config is None:
         config = ProviderConfigManager.get_provider_chat_config(model=model, provider=LlmProviders(provider))
@@ -404,11 +357,11 @@ async def plan(
     """The direct request for one chat attempt (``target``: the adapter's acompletion arguments), or None
     when ``acompletion`` must serve it (a provider or request shape not covered)."""
     provider = _CHAT.get(prefix)
-    if provider is None or not _servable(params) or (provider == "openai" and _sdk_headers()):
+    if provider is None or not _servable(params) or (provider == "openai" and sdk_headers()):
         return None
     model = str(target["model"]).split("/", 1)[1]
     api_base, api_key, timeout = target.get("api_base"), target.get("api_key"), target.get("timeout")
-    config = _config(provider, model)
+    config = chat_config(provider, model)
     litellm_params: dict[str, Any] = {"custom_llm_provider": provider, "api_base": api_base}
     msgs = validate_and_fix_openai_messages([dict(m) for m in messages])  # as completion() does first
     try:
