@@ -4,8 +4,8 @@
 
 One stub (bench/stub.py, its own process) speaks OpenAI's API (``/v1``), Ollama's (``/api``) and
 Anthropic's (``/v1/messages``). For each call (chat miss; stream of 5 chunks with usage; embedding of one
-text) and each provider (``local``: OpenAI-compatible; ``ollama``; ``anthropic``: chat and stream, which take
-acompletion, compared with bare LiteLLM: no Anthropic SDK is installed), three sides run interleaved in
+text) and each provider (``local``: OpenAI-compatible; ``ollama``; ``anthropic``: chat and stream, compared
+with bare LiteLLM: no Anthropic SDK is installed), three sides run interleaved in
 batches (bench/miss_stream.py's ``sequential``): the raw ``openai.AsyncOpenAI`` client on the stub's OpenAI
 endpoint (the reference: the cheapest client there is), bare ``litellm.acompletion`` / ``aembedding`` with
 that provider's model string, and ``sarai_llm`` with ``use_cache=False``. The figure is the median CPU per
@@ -116,7 +116,7 @@ async def run(quick: bool) -> Results:
         sarai_llm.get_gateway(
             {**settings, "ollama_embed_model": "stub", "anthropic_timeout": TIMEOUT, "cache_dir": d + "/c"}
         )
-        names = {"local": "OpenAI-compatible", "ollama": "Ollama", "anthropic": "Anthropic (acompletion)"}
+        names = {"local": "OpenAI-compatible", "ollama": "Ollama", "anthropic": "Anthropic"}
         for provider, kinds in (("local", KINDS), ("ollama", KINDS), ("anthropic", KINDS[:2])):
             for kind in kinds:
                 log(f"direct: {provider} {kind}")

@@ -412,44 +412,50 @@ CALLS = [
 ]
 
 
+ANTHROPIC_CALLS = [("anthropic", "chat"), ("anthropic", "stream")]
+OPENAI_AND_ANTHROPIC = [("openai", "chat"), ("openai", "stream"), ("openai", "embed"), *ANTHROPIC_CALLS]
+
+
 @pytest.mark.parametrize("error", list(ERRORS))
-@pytest.mark.parametrize(("name", "kind"), [*CALLS, ("openai", "chat"), ("openai", "stream"), ("openai", "embed")])
+@pytest.mark.parametrize(("name", "kind"), [*CALLS, *OPENAI_AND_ANTHROPIC])
 async def test_errors(server: CaptureServer, adapters: Any, name: str, error: str, kind: str) -> None:
     result, _ = await differential(server, adapters, ERRORS[error](), kind, attempt_of(kind, provider(name, server)))
     assert result[0].startswith("Provider")
 
 
-@pytest.mark.parametrize(("name", "kind"), CALLS)
+@pytest.mark.parametrize(("name", "kind"), [*CALLS, *ANTHROPIC_CALLS])
 async def test_timeouts(server: CaptureServer, adapters: Any, name: str, kind: str) -> None:
     a = attempt_of(kind, provider(name, server, timeout=0.3))
     result, _ = await differential(server, adapters, Reply(hang=True), kind, a, text=False)
     assert result[0] == "ProviderTimeoutError"
 
 
-@pytest.mark.parametrize(("name", "kind"), CALLS)
+@pytest.mark.parametrize(("name", "kind"), [*CALLS, *ANTHROPIC_CALLS])
 async def test_refused_connections(server: CaptureServer, adapters: Any, dead_url: str, name: str, kind: str) -> None:
-    config = {f"{name}_base_url": dead_url, f"{name}_model": "m", f"{name}_embed_model": "e"}
+    config = {f"{name}_base_url": dead_url, f"{name}_model": "m"}
+    config |= {f"{name}_api_key": "sk-test-secret"} if name == "anthropic" else {f"{name}_embed_model": "e"}
     p = GatewayConfig.defaults(**config).provider(name)
     result, _ = await differential(server, adapters, Reply(), kind, attempt_of(kind, p), text=False)
     assert result[0] == "ProviderConnectionError", result
 
 
-@pytest.mark.parametrize("name", ["local", "ollama"])
+@pytest.mark.parametrize("name", ["local", "ollama", "anthropic"])
 @pytest.mark.parametrize("pieces", [[], ["Sun", "ny"]])
 async def test_cut_streams(server: CaptureServer, adapters: Any, name: str, pieces: list[str]) -> None:
-    reply = ollama_stream(pieces, cut=True) if name == "ollama" else openai_stream(pieces, cut=True)
+    streams = {"ollama": ollama_stream, "anthropic": anthropic_stream}
+    reply = streams.get(name, openai_stream)(pieces, cut=True)
     await differential(server, adapters, reply, "stream", chat(provider(name, server)), text=False)
     ended = Reply(200, b"".join(reply.chunks or []), reply.headers)  # a clean end, with no finish reason
     await differential(server, adapters, ended, "stream", chat(provider(name, server)), text=False)
 
 
-@pytest.mark.parametrize("name", ["local", "ollama"])
+@pytest.mark.parametrize("name", ["local", "ollama", "anthropic"])
 async def test_cut_and_malformed_bodies(server: CaptureServer, adapters: Any, name: str) -> None:
-    whole = (ollama_reply() if name == "ollama" else openai_reply()).body
+    whole = {"ollama": ollama_reply, "anthropic": anthropic_reply}.get(name, openai_reply)().body
     for reply, text in ((Reply(chunks=[whole[: len(whole) // 2]], cut=True), False), (Reply(200, b"no json"), True)):
         result, _ = await differential(server, adapters, reply, "chat", chat(provider(name, server)), text)
         assert result[0].startswith("Provider")
-    bad_events = "data: {not json\n\n" if name == "local" else "{not json\n"
+    bad_events = "{not json\n" if name == "ollama" else "data: {not json\n\n"
     await differential(server, adapters, Reply.events([bad_events]), "stream", chat(provider(name, server)))
 
 
@@ -473,20 +479,40 @@ async def test_shapes_not_covered_take_acompletion(server: CaptureServer, adapte
     assert result.upstream_s is None
 
 
-@pytest.mark.parametrize("kind", ["chat", "stream"])
-async def test_anthropic_takes_acompletion(server: CaptureServer, adapters: Any, kind: str) -> None:
-    usage = {"input_tokens": 9, "output_tokens": 3}
+def anthropic_message() -> dict[str, Any]:
     content = [{"type": "text", "text": "Sunny."}]
-    message = {"id": "m", "type": "message", "role": "assistant", "model": "m", "content": content, "usage": usage}
-    start = {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}}
-    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Sunny."}}
-    stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}
+    usage = {"input_tokens": 9, "output_tokens": 3}
+    return {"id": "m", "type": "message", "role": "assistant", "model": "m", "content": content, "usage": usage}
+
+
+def anthropic_reply() -> Reply:
+    return Reply.json({**anthropic_message(), "stop_reason": "end_turn"})
+
+
+def anthropic_stream(pieces: list[str], cut: bool = False) -> Reply:
+    start = {"type": "message_start", "message": {**anthropic_message(), "content": [], "stop_reason": None}}
     events = [start, {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}]
-    events += [delta, {"type": "content_block_stop", "index": 0}, stop, {"type": "message_stop"}]
-    sse_events = [f"event: {e['type']}\n{sse(e)}" for e in events]
-    reply = Reply.events(sse_events) if kind == "stream" else Reply.json({**message, "stop_reason": "end_turn"})
-    (result, upstream) = await differential(server, adapters, reply, kind, chat(provider("anthropic", server)))
-    assert upstream is None and "Provider" not in str(result)
+    events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}} for p in pieces]
+    if not cut:
+        stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}
+        events += [{"type": "content_block_stop", "index": 0}, stop, {"type": "message_stop"}]
+    return Reply.events([f"event: {e['type']}\n{sse(e)}" for e in events], cut=cut)
+
+
+# Tools and JSON mode stay with acompletion, and so does a parameter Anthropic refuses (seed: the same error).
+ANTHROPIC_SHAPES = {**CHAT_SHAPES, "sampling without seed": (ASK, {k: v for k, v in SAMPLING.items() if k != "seed"})}
+ANTHROPIC_DIRECT = ("plain", "system+history", "sampling without seed", "image")
+
+
+@pytest.mark.parametrize("shape", list(ANTHROPIC_SHAPES))
+@pytest.mark.parametrize("kind", ["chat", "stream"])
+async def test_anthropic(server: CaptureServer, adapters: Any, kind: str, shape: str) -> None:
+    messages, params = ANTHROPIC_SHAPES[shape]
+    reply = anthropic_stream(["Sun", "ny."]) if kind == "stream" else anthropic_reply()
+    a = chat(provider("anthropic", server), messages, **params)
+    result, upstream = await differential(server, adapters, reply, kind, a)
+    assert (upstream is not None) == (shape in ANTHROPIC_DIRECT)
+    assert shape == "sampling" or "Provider" not in str(result)
 
 
 VARIANTS = [

@@ -26,8 +26,12 @@ from typing import Any
 import httpx
 import litellm
 import orjson
+from litellm.anthropic_beta_gated_fields import strip_beta_gated_request_body
+from litellm.anthropic_beta_headers_manager import update_request_with_filtered_beta
 from litellm.constants import DEFAULT_CHAT_COMPLETION_PARAM_VALUES
 from litellm.exceptions import APIConnectionError, MidStreamFallbackError, Timeout
+from litellm.litellm_core_utils.url_utils import ensure_api_route
+from litellm.llms.anthropic.chat.handler import ModelResponseIterator as AnthropicIterator
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, get_default_headers
 from litellm.llms.custom_httpx.sse_lines import aiter_sse_lines
 from litellm.llms.openai.common_utils import OpenAIError
@@ -38,11 +42,14 @@ from litellm.utils import (
     validate_and_fix_openai_messages,
 )
 
+from ._frozen import frozen, thawed
+
 __all__ = ["Plan", "chat_config", "close_clients", "plan", "sdk_headers"]
 
-# sarai_llm's provider -> LiteLLM's provider of its chats. Not here: Anthropic (not yet matched by the
-# contract tests). Embeddings: _embed.py.
-_CHAT = {"openai": "openai", "ollama_chat": "ollama_chat"}  # LiteLLM prefix -> provider served here
+# sarai_llm's provider -> LiteLLM's provider of its chats. Embeddings: _embed.py.
+_CHAT = {"openai": "openai", "ollama_chat": "ollama_chat", "anthropic": "anthropic"}  # prefix -> provider
+# Anthropic's config keeps request-scoped state for tools (name maps) and JSON mode: those stay with acompletion.
+_NOT_FOR_ANTHROPIC = frozenset({"tools", "tool_choice", "response_format", "parallel_tool_calls"})
 # OpenAI parameters whose mapping the contract tests cover; a provider-specific keyword (Ollama's
 # num_ctx) may be any other name LiteLLM does not claim for itself, with a plain value.
 _COVERED = frozenset(
@@ -147,7 +154,7 @@ class Plan:
             try:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise self._status_error(response)
+                    raise self._status_error(response, stream)
                 if not stream:
                     await response.aread()
             except BaseException:
@@ -160,13 +167,14 @@ class Plan:
             self.upstream_s += time.perf_counter() - started
         return response
 
-    def _status_error(self, response: httpx.Response) -> Exception:
+    def _status_error(self, response: httpx.Response, stream: bool = False) -> Exception:
         """LiteLLM's config's error for an error answer. The openai SDK, which acompletion uses for OpenAI,
         words it ``Error code: 401 - <the error's message>`` and keeps the error object as the body (which
         LiteLLM's error then says instead), but not for an embedding."""
         status, headers = response.status_code, dict(response.headers)
-        if self.provider != "openai":
-            return self.config.get_error_class(response.text, status, headers)  # type: ignore[no-any-return]
+        if self.provider != "openai":  # LiteLLM's Anthropic stream handler gives it the body's bytes, as they are
+            text = response.content if stream and self.provider == "anthropic" else response.text
+            return self.config.get_error_class(text, status, headers)  # type: ignore[no-any-return]
         message, body = f"Error code: {status}", None
         try:
             answer = orjson.loads(response.text.strip())
@@ -183,8 +191,8 @@ class Plan:
         """``exc`` as ``acompletion`` raises it: LiteLLM's exception, the original as its cause."""
         if isinstance(exc, httpx.TimeoutException):
             error: BaseException = Timeout(f"{type(exc).__name__}: timed out", self.model, self.provider)
-        elif isinstance(exc, httpx.TransportError) and self.provider == "openai":  # the openai SDK's words
-            error = self.config.get_error_class("Connection error.", 500, {})
+        elif isinstance(exc, httpx.TransportError) and self.provider in ("openai", "anthropic"):  # SDK's, handler's
+            error = self.config.get_error_class("Connection error." if self.provider == "openai" else str(exc), 500, {})
         elif isinstance(exc, httpx.TransportError):  # what LiteLLM's own client's failures become
             error = APIConnectionError(str(exc) or type(exc).__name__, self.provider, self.model)
         else:
@@ -233,8 +241,12 @@ class Plan:
         reason, None until one came. Closes ``raw`` at the end."""
         text = self._text(raw)
         lines = _checked(aiter_sse_lines(text)) if self.provider == "openai" else _lines(text)
+        if self.provider == "anthropic":  # its handler's iterator, over SSE lines
+            iterator: Any = AnthropicIterator(aiter_sse_lines(text), sync_stream=False, json_mode=False, response=raw)
+        else:
+            iterator = self.config.get_model_response_iterator(streaming_response=lines, sync_stream=False)
         try:
-            async for chunk in self.config.get_model_response_iterator(streaming_response=lines, sync_stream=False):
+            async for chunk in iterator:
                 if isinstance(chunk, dict):  # LiteLLM's marker for [DONE] and keep-alive lines
                     continue
                 chunk.model = self.model
@@ -313,30 +325,6 @@ _configs: dict[tuple[str, str], Any] = {}
 _frames: dict[Any, tuple[Any, dict[str, Any], str]] = {}
 
 
-def _frozen(value: Any) -> Any:
-    """``value`` as a key that tells apart whatever LiteLLM could (type, order, -0.0); TypeError for a value
-    of another type."""
-    kind = type(value)
-    if kind is float:
-        return kind, repr(value)
-    if kind in (str, int, bool) or value is None:
-        return kind, value
-    if kind in (list, tuple):
-        return kind, tuple(map(_frozen, value))
-    if kind is dict:
-        return kind, tuple((_frozen(k), _frozen(v)) for k, v in value.items())
-    raise TypeError(kind)
-
-
-def _thawed(frozen: Any) -> Any:
-    kind, value = frozen
-    if kind is float:
-        return float(value)
-    if kind in (list, tuple):
-        return kind(map(_thawed, value))
-    return {_thawed(k): _thawed(v) for k, v in value} if kind is dict else value
-
-
 def chat_config(provider: str, model: str) -> Any:
     """LiteLLM's chat config of ``provider`` for ``model``, made once."""
     config = _configs.get((provider, model))
@@ -361,11 +349,13 @@ async def plan(
         return None
     model = str(target["model"]).split("/", 1)[1]
     api_base, api_key, timeout = target.get("api_base"), target.get("api_key"), target.get("timeout")
+    if provider == "anthropic":
+        return await _anthropic(model, api_base, api_key, timeout, params, messages, stream)
     config = chat_config(provider, model)
     litellm_params: dict[str, Any] = {"custom_llm_provider": provider, "api_base": api_base}
     msgs = validate_and_fix_openai_messages([dict(m) for m in messages])  # as completion() does first
     try:
-        key: Any = (provider, model, api_base, api_key, stream, _frozen(params))
+        key: Any = (provider, model, api_base, api_key, stream, frozen(params))
     except TypeError:  # a value of another type: made anew each time
         key = None
     frame = _frames.get(key)
@@ -387,9 +377,9 @@ async def plan(
             _frames.clear()
         if key is not None:
             with contextlib.suppress(TypeError):  # LiteLLM made a value of another type: not kept
-                _frames[key] = (_frozen(optional), dict(headers), url)
+                _frames[key] = (frozen(optional), dict(headers), url)
     else:
-        optional, headers, url = _thawed(frame[0]), dict(frame[1]), frame[2]
+        optional, headers, url = thawed(frame[0]), dict(frame[1]), frame[2]
     # LiteLLM's OpenAI handler transforms asynchronously (it differs: no None content); the others when asked.
     if provider == "openai" or config.uses_async_transform_request:
         body = await config.async_transform_request(model, msgs, dict(optional), litellm_params, headers)
@@ -399,3 +389,47 @@ async def plan(
     if stream:
         body["stream"] = True
     return Plan(provider, model, config, url, headers, body, optional, litellm_params, msgs, timeout)
+
+
+async def _anthropic(
+    model: str,
+    api_base: str | None,
+    api_key: str | None,
+    timeout: float | None,
+    params: Mapping[str, Any],
+    messages: Sequence[Mapping[str, Any]],
+    stream: bool,
+) -> Plan | None:
+    """An Anthropic request as LiteLLM's Anthropic handler makes it: its config's headers and body, the beta
+    headers filtered and beta-gated fields stripped. Tools, JSON mode and tool turns stay with acompletion."""
+    if not (api_key and api_base) or _NOT_FOR_ANTHROPIC.intersection(params):  # else LiteLLM's settings decide
+        return None
+    if os.environ.get("LITELLM_ANTHROPIC_DISABLE_URL_SUFFIX"):
+        return None
+    if any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+        return None
+    config = chat_config("anthropic", model)
+    litellm_params: dict[str, Any] = {"custom_llm_provider": "anthropic", "api_base": api_base}
+    msgs = validate_and_fix_openai_messages([dict(m) for m in messages])
+    try:
+        optional = get_optional_params(
+            model=model, custom_llm_provider="anthropic", messages=msgs, stream=stream or None, max_retries=0, **params
+        )
+    except Exception:  # a parameter Anthropic does not take (seed): acompletion says so
+        return None
+    optional.pop("stream", None)
+    optional.pop("json_mode", None)
+    sent = {**optional, "is_vertex_request": False}
+    headers = config.validate_environment(
+        api_key=api_key, headers={}, model=model, messages=msgs, optional_params=sent,
+        litellm_params=litellm_params, api_base=api_base,
+    )  # fmt: skip
+    url = ensure_api_route(api_base, "v1/messages")
+    body = await config.async_transform_request(model, msgs, sent, litellm_params, headers)
+    headers, body = update_request_with_filtered_beta(
+        headers=headers, request_data=body, provider="anthropic", api_base=url
+    )
+    body = dict(strip_beta_gated_request_body(body, headers, drop_params=None, model=model, provider="anthropic"))
+    if stream:
+        body["stream"] = True
+    return Plan("anthropic", model, config, url, headers, body, optional, litellm_params, msgs, timeout)
