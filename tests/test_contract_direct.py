@@ -509,8 +509,9 @@ ANTHROPIC_DIRECT = ("plain", "system+history", "sampling without seed", "image")
 async def test_anthropic(server: CaptureServer, adapters: Any, kind: str, shape: str) -> None:
     messages, params = ANTHROPIC_SHAPES[shape]
     reply = anthropic_stream(["Sun", "ny."]) if kind == "stream" else anthropic_reply()
-    a = chat(provider("anthropic", server), messages, **params)
+    a, before = chat(provider("anthropic", server), messages, **params), json.dumps(messages)
     result, upstream = await differential(server, adapters, reply, kind, a)
+    assert json.dumps(messages) == before  # the caller's messages (the cache key's too) are left as they were
     assert (upstream is not None) == (shape in ANTHROPIC_DIRECT)
     assert shape == "sampling" or "Provider" not in str(result)
 

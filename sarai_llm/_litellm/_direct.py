@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import json
 import os
@@ -410,7 +411,7 @@ async def _anthropic(
         return None
     config = chat_config("anthropic", model)
     litellm_params: dict[str, Any] = {"custom_llm_provider": "anthropic", "api_base": api_base}
-    msgs = validate_and_fix_openai_messages([dict(m) for m in messages])
+    msgs = validate_and_fix_openai_messages(copy.deepcopy([dict(m) for m in messages]))  # the handler's own copy
     try:
         optional = get_optional_params(
             model=model, custom_llm_provider="anthropic", messages=msgs, stream=stream or None, max_retries=0, **params
