@@ -241,10 +241,10 @@ class Plan:
         after the model asked for, as LiteLLM's stream wrapper names them; ``finish``: the provider's finish
         reason, None until one came. Closes ``raw`` at the end."""
         text = self._text(raw)
-        lines = _checked(aiter_sse_lines(text)) if self.provider == "openai" else _lines(text)
         if self.provider == "anthropic":  # its handler's iterator, over SSE lines
             iterator: Any = AnthropicIterator(aiter_sse_lines(text), sync_stream=False, json_mode=False, response=raw)
         else:
+            lines = _checked(aiter_sse_lines(text)) if self.provider == "openai" else _lines(text)
             iterator = self.config.get_model_response_iterator(streaming_response=lines, sync_stream=False)
         try:
             async for chunk in iterator:
