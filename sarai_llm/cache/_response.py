@@ -195,7 +195,7 @@ class _Entry:
     def __init__(self, value: dict[str, Any], expires_at: float):
         self.value, self.expires_at = value, expires_at  # expires_at: on the cache's clock
         self.size = footprint(value) + _ENTRY_OVERHEAD
-        self.used = -math.inf  # when a hit last moved it to the recent end (the cache's clock)
+        self.used = -math.inf  # when it was last put at the recent end: written, read from the store, or hit
 
 
 class _Front(OrderedDict[str, _Entry]):
@@ -339,7 +339,7 @@ class ResponseCache:
                 return entry.value
             self._drop(key)
         elif self._store is not None and (entry := self._load(key, now)) is not None:
-            self._touched[key] = now
+            entry.used = self._touched[key] = now  # at the recent end now
             self.hits += 1
             return entry.value
         if count_miss:
@@ -398,7 +398,7 @@ class ResponseCache:
         store.put(key, data, tag=tag, ttl=self.ttl)
         self._front.put(key, entry)
         # A miss is slow anyway: send the hits since the last one with it, for every process's LRU order.
-        self._touched[key] = now
+        entry.used = self._touched[key] = now  # at the recent end now
         touched, self._touched = self._touched, {}
         store.touch(touched)
         excess = store.count() - self.max_size
