@@ -86,15 +86,22 @@ async def _fill_through_misses(all_msgs: list[list[dict[str, str]]]) -> str:
     return "real misses through sarai_llm.chat"
 
 
-def physical_limit_ns(route: object, all_msgs: list[list[dict[str, str]]], passes: int) -> list[int]:
-    """Per call: the request's key (sorted-key orjson + BLAKE2b, as the gateway's) and one dict lookup."""
+def limit_key(route: object) -> Callable[[object], str]:
+    """The key of a chat's messages on ``route`` as the physical limit computes it: sorted-key orjson of the whole
+    request (route, model, messages, parameters) + BLAKE2b, as the gateway's."""
     import orjson
 
-    opts, blake2b, perf_ns = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, hashlib.blake2b, time.perf_counter_ns
+    opts, blake2b = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, hashlib.blake2b
 
     def key(msgs: object) -> str:
         return blake2b(orjson.dumps((route, None, msgs, 0.7, None, {}), option=opts), digest_size=16).hexdigest()
 
+    return key
+
+
+def physical_limit_ns(route: object, all_msgs: list[list[dict[str, str]]], passes: int) -> list[int]:
+    """Per call: the request's key (:func:`limit_key`) and one dict lookup."""
+    key, perf_ns = limit_key(route), time.perf_counter_ns
     table = {key(msgs): msgs for msgs in all_msgs}
     lat_ns, order = [], list(all_msgs)
     for _ in range(passes):
@@ -112,13 +119,8 @@ async def api_floor_ns(route: object, all_msgs: list[list[dict[str, str]]], pass
     it up in one dict, counts it, and returns a fresh result dict of chat's twelve keys (usage copied). No
     validation, no LRU, no expiry, no stats per provider, no reload check: what is left is Python's own price
     of the call's shape, awaited and timed as the hits are."""
-    import orjson
-
-    opts, blake2b = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, hashlib.blake2b
+    key = limit_key(route)
     usage = {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10, "cached_tokens": 0, "reasoning_tokens": 0}
-
-    def key(msgs: object) -> str:
-        return blake2b(orjson.dumps((route, None, msgs, 0.7, None, {}), option=opts), digest_size=16).hexdigest()
 
     class Floor:
         hits = 0
