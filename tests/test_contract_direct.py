@@ -373,9 +373,8 @@ async def test_openai_organization_takes_acompletion(
 ) -> None:
     """The openai SDK sends an organization or project from the environment: such requests stay with it."""
     monkeypatch.setenv(variable, "org-or-project-1")
-    reply = {"chat": openai_reply, "stream": lambda: openai_stream(["Sun"])}.get(kind, lambda: openai_embeddings(1))
     a = attempt_of(kind, provider("openai", server))
-    _, upstream = await differential(server, adapters, reply(), kind, a)
+    _, upstream = await differential(server, adapters, plain_reply("openai", kind), kind, a)
     assert upstream is None
     await attempt(adapters[0], kind, a)
     header = "openai-project" if "PROJECT" in variable else "openai-organization"
@@ -396,6 +395,16 @@ ERRORS = {
 
 def embedding(p: ProviderConfig) -> Attempt:
     return Attempt(p, "e", {}, texts=["one text"])
+
+
+def plain_reply(name: str, kind: str) -> Reply:
+    """A plain answer in the protocol of provider ``name`` to a call of ``kind`` (one text, one piece)."""
+    if kind == "embed":
+        return ollama_embeddings(1) if name == "ollama" else openai_embeddings(1)
+    answer, stream = {"ollama": (ollama_reply, ollama_stream), "anthropic": (anthropic_reply, anthropic_stream)}.get(
+        name, (openai_reply, openai_stream)
+    )
+    return stream(["Sun"]) if kind == "stream" else answer()
 
 
 def attempt_of(kind: str, p: ProviderConfig) -> Attempt:
@@ -563,10 +572,7 @@ async def test_a_pooled_connection_the_server_closed_is_sent_again(
     """A connection the server closed after its last answer, without saying so, and that the pool handed out
     before the close was seen: the request goes once more, on a new connection (Ollama's embeddings are sent by
     LiteLLM's own client, as aembedding sends them)."""
-    replies = {"chat": openai_reply, "stream": lambda: openai_stream(["Sun"]), "embed": lambda: openai_embeddings(1)}
-    if name == "ollama":
-        replies |= {"chat": ollama_reply, "stream": lambda: ollama_stream(["Sun"])}
-    server.reply = dataclasses.replace(replies[kind](), one_per_connection=True)
+    server.reply = dataclasses.replace(plain_reply(name, kind), one_per_connection=True)
     a = attempt_of(kind, provider(name, server))
     server.take()
     for _ in range(3):
