@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
-from ._config_sources import NAME
+from ._config_sources import NAME, did_you_mean
 from ._providers import PROVIDERS, litellm_prefixes
 
 EXPECTED_PROVIDER = f"expected one of {', '.join(PROVIDERS)} or a provider defined under llm_gateway.providers"
@@ -66,7 +66,8 @@ def litellm_model(value: str | None) -> str | None:
     if value is not None and not (slash and model):
         raise PydanticCustomError("model_string", _MODEL_FORM)
     if value is not None and prefix not in litellm_prefixes():
-        raise PydanticCustomError("model_string", f"'{prefix}' is not a LiteLLM provider; {_MODEL_FORM}")
+        known = did_you_mean(prefix, litellm_prefixes())
+        raise PydanticCustomError("model_string", f"'{prefix}' is not a LiteLLM provider{known}; {_MODEL_FORM}")
     return value
 
 

@@ -93,7 +93,7 @@ llm_gateway:
         ("providers: {groq: {model: 'groq/x', api_key: '${NOT_SET_ANYWHERE}'}}",
          "llm_gateway.providers.groq.api_key: environment variable NOT_SET_ANYWHERE is not set"),
         ("providers: {groq: {model: 'grok/x'}}",
-         "llm_gateway.providers.groq.model: 'grok' is not a LiteLLM provider"),
+         "llm_gateway.providers.groq.model: 'grok' is not a LiteLLM provider (did you mean 'groq'?)"),
         ("providers: {groq: {model: 'llama3'}}",
          "llm_gateway.providers.groq.model: expected a LiteLLM model string like groq/llama-3.1-8b-instant"),
         ("providers: {groq: {model: 'groq/x', modle: 'y'}}",
