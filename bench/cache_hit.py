@@ -161,7 +161,13 @@ async def api_floor_ns(route: object, all_msgs: list[list[dict[str, str]]], pass
     async def chat(messages: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return await floor.chat(messages, *args, **kwargs)
 
-    answer = {"content": "pong", "model": "stub", "provider": "local", "usage": usage, "finish_reason": "stop"}
+    answer: dict[str, Any] = {
+        "content": "pong",
+        "model": "stub",
+        "provider": "local",
+        "usage": usage,
+        "finish_reason": "stop",
+    }
     table = {key(msgs): dict(answer, usage=dict(usage)) for msgs in all_msgs}
     return await timed_ns(chat, list(all_msgs), passes)
 

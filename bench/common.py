@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ PY = sys.executable
 # LiteLLM must never try to fetch its price list in a benchmark (offline it blocks 5-10 s).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-MESSAGES = [
+# list[Any]: every side takes it as its own message type (the openai SDK's and LiteLLM's TypedDicts).
+MESSAGES: list[Any] = [
     {"role": "system", "content": "You are a terse assistant."},
     {"role": "user", "content": "Say pong."},
 ]
@@ -110,7 +111,7 @@ def rss_kb() -> int:
     return 0
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     """The q-quantile (0..1) of values, nearest rank."""
     if not values:
         return float("nan")
@@ -118,7 +119,7 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def median(values: list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
@@ -169,7 +170,7 @@ class Results:
         sys.stdout.flush()
 
 
-def bench_main(description: str, run: Callable[[bool], Awaitable[Results]]) -> None:
+def bench_main(description: str, run: Callable[[bool], Coroutine[Any, Any, Results]]) -> None:
     """A bench script's command line: ``--quick`` (a smoke run), ``--json`` (the rows for bench/run.py)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true")

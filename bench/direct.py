@@ -22,7 +22,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MESSAGES, TEMPERATURE, TIMEOUT, Results, bench_main, clean_env_for_gateway, log, stub, temp_dir  # noqa: E402
+from common import (  # noqa: E402
+    MESSAGES,
+    TEMPERATURE,
+    TIMEOUT,
+    Results,
+    bench_main,
+    clean_env_for_gateway,
+    log,
+    stub,
+    temp_dir,
+)
 from miss_stream import Call, concurrent, sequential  # noqa: E402
 
 RAW, BARE, SARAI = "raw openai", "bare litellm", "sarai_llm"
@@ -39,7 +49,7 @@ def sides(base: str, root: str, provider: str, kind: str) -> dict[str, Call]:
     client = openai.AsyncOpenAI(base_url=base, api_key="x", timeout=TIMEOUT, max_retries=0)
     prefix = {"local": "openai", "ollama": "ollama_chat" if kind != "embed" else "ollama"}.get(provider, provider)
     where = {"api_base": base if provider == "local" else root, **({} if provider == "ollama" else {"api_key": "x"})}
-    usage = {"stream_options": {"include_usage": True}}
+    usage: dict[str, Any] = {"stream_options": {"include_usage": True}}
 
     async def count(stream: Any) -> int:
         n = 0
@@ -50,7 +60,7 @@ def sides(base: str, root: str, provider: str, kind: str) -> dict[str, Call]:
 
     if kind == "chat":
         return {
-            RAW: lambda: client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE),  # type: ignore[arg-type]
+            RAW: lambda: client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE),
             BARE: lambda: litellm.acompletion(
                 model=f"{prefix}/stub", messages=MESSAGES, temperature=TEMPERATURE, timeout=TIMEOUT, **where
             ),
@@ -66,7 +76,7 @@ def sides(base: str, root: str, provider: str, kind: str) -> dict[str, Call]:
                     temperature=TEMPERATURE,
                     max_tokens=CHUNKS,
                     stream=True,
-                    **usage,  # type: ignore[arg-type, call-overload]
+                    **usage,
                 )
             )
 

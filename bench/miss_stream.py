@@ -78,7 +78,7 @@ def chat_sides(base: str) -> dict[str, Call]:
         return r.choices[0].message.content
 
     async def raw() -> Any:
-        r = await client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE)  # type: ignore[arg-type]
+        r = await client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE)
         return r.choices[0].message.content
 
     return {SARAI: sarai, LITELLM: bare, OPENAI: raw}
@@ -101,7 +101,7 @@ def stream_sides(base: str, chunks: int) -> dict[str, Call]:
         return n
 
     def bare(with_usage: bool) -> Call:
-        extra = {"stream_options": usage} if with_usage else {}
+        extra: dict[str, Any] = {"stream_options": usage} if with_usage else {}
 
         async def call() -> Any:
             resp = await litellm.acompletion(
@@ -125,16 +125,16 @@ def stream_sides(base: str, chunks: int) -> dict[str, Call]:
         return call
 
     def raw(with_usage: bool) -> Call:
-        extra = {"stream_options": usage} if with_usage else {}
+        extra: dict[str, Any] = {"stream_options": usage} if with_usage else {}
 
         async def call() -> Any:
             resp = await client.chat.completions.create(
                 model="stub",
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 temperature=TEMPERATURE,
                 max_tokens=chunks,
                 stream=True,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
             n = 0
             async for chunk in resp:

@@ -64,8 +64,13 @@ async def main_async(entries: int) -> None:
         random.shuffle(order)
         assert (await sarai_llm.chat(order[0]))["cached"]
         maker = gw._route("chat", None).keys  # noqa: SLF001
-        payloads = [(None, m, 0.7, None, {}) for m in order]
-        keys = [maker.key(p) for p in payloads]
+        assert maker is not None  # the chat route is keyed: the cache is on
+        # The request as Gateway.chat keys it: (model, messages, temperature, max_tokens, provider kwargs).
+        payloads: list[tuple[None, list[dict[str, str]], float, None, dict[str, Any]]] = [
+            (None, m, 0.7, None, {}) for m in order
+        ]
+        keys = [k for p in payloads if (k := maker.key(p)) is not None]
+        assert len(keys) == len(payloads)  # a valid request always has a key
         cache = gw.cache
         assert cache is not None
         hits = [cache.get(k) for k in keys]

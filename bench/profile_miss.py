@@ -108,7 +108,12 @@ async def main_async(calls: int, batch: int, top: int) -> None:  # noqa: C901
         clean_env_for_gateway(d)
         sarai_llm.get_gateway(gateway_settings(s.base, d + "/cache"))
         router = Router(model_list=[], num_retries=0, disable_cooldowns=True)
-        params = {"model": "openai/stub", "timeout": TIMEOUT, "stream_timeout": TIMEOUT, "api_base": s.base}
+        params: dict[str, Any] = {
+            "model": "openai/stub",
+            "timeout": TIMEOUT,
+            "stream_timeout": TIMEOUT,
+            "api_base": s.base,
+        }
         params["api_key"] = "sk-no-key-required"
         router.add_deployment(Deployment(model_name="local/stub", litellm_params=LiteLLM_Params(**params)))
 
@@ -136,8 +141,8 @@ async def main_async(calls: int, batch: int, top: int) -> None:  # noqa: C901
         sampler.start()
         old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0001)  # let the sampler in often; the same for every variant
-        cpu: dict[str, float] = collections.Counter()
-        wall: dict[str, float] = collections.Counter()
+        cpu: dict[str, float] = collections.defaultdict(float)
+        wall: dict[str, float] = collections.defaultdict(float)
         names = list(variants)
         try:
             for r in range(max(1, calls // batch)):
@@ -172,12 +177,12 @@ async def main_async(calls: int, batch: int, top: int) -> None:  # noqa: C901
             print(f"{'bare':>7} {'router':>7} {'sarai':>7} {'r-b':>7}  function")
             rows = sorted(keys, key=lambda k: -(us("router", k, table) - us("bare", k, table)))
             for key in rows[:top]:
-                b, r, sa = (us(n, key, table) for n in names)
-                print(f"{b:7.0f} {r:7.0f} {sa:7.0f} {r - b:7.0f}  {key[0]}:{key[1]}")
+                b, ro, sa = (us(n, key, table) for n in names)
+                print(f"{b:7.0f} {ro:7.0f} {sa:7.0f} {ro - b:7.0f}  {key[0]}:{key[1]}")
             print(f"\n{title} us per call, top {top} in sarai:")
             for key in sorted(keys, key=lambda k: -us("sarai", k, table))[:top]:
-                b, r, sa = (us(n, key, table) for n in names)
-                print(f"{b:7.0f} {r:7.0f} {sa:7.0f} {r - b:7.0f}  {key[0]}:{key[1]}")
+                b, ro, sa = (us(n, key, table) for n in names)
+                print(f"{b:7.0f} {ro:7.0f} {sa:7.0f} {ro - b:7.0f}  {key[0]}:{key[1]}")
         print("\nsarai_llm's own code on the sarai path (us per call; self = in the function itself):")
         own = [k for k in sampler.inclusive["sarai"] if k[0].startswith("sarai_llm/")]
         for key in sorted(own, key=lambda k: -us("sarai", k, sampler.inclusive)):

@@ -115,8 +115,14 @@ def build_variants(  # noqa: C901 - one small closure per variant
 
     def router(model: str, *, deployment: dict[str, Any] | None = None, **options: Any) -> Router:
         # What sarai_llm/_litellm.py built before issue 10: an empty Router, one deployment per (provider, model).
-        r = Router(model_list=[], num_retries=0, **{"disable_cooldowns": True, **options})
-        params = {"model": f"openai/{model}", "timeout": TIMEOUT, "stream_timeout": TIMEOUT, "api_base": base}
+        # LiteLLM's typing makes Router(...) Any to mypy: the variable says what it is.
+        r: Router = Router(model_list=[], num_retries=0, **{"disable_cooldowns": True, **options})
+        params: dict[str, Any] = {
+            "model": f"openai/{model}",
+            "timeout": TIMEOUT,
+            "stream_timeout": TIMEOUT,
+            "api_base": base,
+        }
         params["api_key"] = "sk-no-key-required"
         params.update(deployment or {})
         r.add_deployment(Deployment(model_name=f"local/{model}", litellm_params=LiteLLM_Params(**params)))
@@ -176,7 +182,7 @@ def build_variants(  # noqa: C901 - one small closure per variant
         return call
 
     async def raw() -> Any:
-        resp = await client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE, **extra)  # type: ignore[arg-type]
+        resp = await client.chat.completions.create(model="stub", messages=MESSAGES, temperature=TEMPERATURE, **extra)
         return await consume(resp)
 
     custom = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
@@ -184,11 +190,12 @@ def build_variants(  # noqa: C901 - one small closure per variant
     def ctor_router(model: str) -> Router:
         params = {"model": f"openai/{model}", "timeout": TIMEOUT, "stream_timeout": TIMEOUT, "api_base": base}
         params["api_key"] = "sk-no-key-required"
-        return Router(
+        r: Router = Router(  # Any to mypy, as in router()
             model_list=[{"model_name": f"local/{model}", "litellm_params": params}],
             num_retries=0,
             disable_cooldowns=True,
         )
+        return r
 
     def twice(model: str) -> Call:
         router(model)  # another Router (another gateway, or one after reset_gateway()) with this model

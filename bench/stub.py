@@ -202,7 +202,8 @@ class _Protocol(asyncio.Protocol):
             headers[name.strip().lower()] = value.strip()
         start = end + 4
         if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            body, pos = [], start
+            body: list[bytes] = []
+            pos = start
             while True:
                 eol = self.buf.find(b"\r\n", pos)
                 if eol < 0:
