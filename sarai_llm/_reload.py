@@ -24,6 +24,9 @@ RESTART = (
     *("cache_enabled", "cache_backend", "cache_dir", "cache_namespace", "cache_memory_mb", "redis_url"),
     *("metrics_port", "metrics_host", "metrics_global"),
 )
+# A file modified less than this ago (nanoseconds) may still be being written (an editor or `git checkout`
+# writing in place): it is looked at again next time rather than applied half-written.
+SETTLE_NS = 250_000_000
 
 
 class Watcher:
@@ -36,6 +39,7 @@ class Watcher:
         self.stamps = _stamps(self.files)
         self.lock = threading.Lock()
         self.error: str | None = None  # the last one logged
+        self.settle_ns = SETTLE_NS
 
     def next_look(self, now: float | None = None) -> float:
         """When to look at the files next (``time.perf_counter()``); ``inf``: never."""
@@ -48,17 +52,27 @@ class Watcher:
             return
         try:
             self.gateway._reload_at = self.next_look(now)
-            if (stamps := _stamps(self.files)) != self.stamps:
+            if (stamps := _stamps(self.files)) != self.stamps and not self._settling(stamps):
+                gone = [file for file, old, new in zip(self.files, self.stamps, stamps, strict=True) if old and not new]
                 self.stamps = stamps  # a broken file is read again only once it changes again
-                self.reload()
+                self.reload(gone)
         finally:
             self.lock.release()
 
-    def reload(self) -> None:
-        """Read the settings again: apply them, or keep the previous ones and report why."""
+    def _settling(self, stamps: list[tuple[int, int] | None]) -> bool:
+        newest = max((stamp[0] for stamp in stamps if stamp), default=0)
+        return 0 <= time.time_ns() - newest < self.settle_ns
+
+    def reload(self, gone: Sequence[Path] = ()) -> None:
+        """Read the settings again: apply them, or keep the previous ones and report why. A watched file
+        that was ``gone`` (removed) keeps the previous ones too, until it is back: a file missing for a moment
+        (a deploy writing it anew) must not send every call to the defaults."""
         gw = self.gateway
         old = gw.config
         try:
+            if gone:
+                names = " and ".join(map(str, gone))
+                raise ConfigError(f"{names} was removed: put it back, or restart to run without it")
             new = old.reload()
         except ConfigError as exc:
             error = redact(str(exc))
@@ -73,7 +87,7 @@ class Watcher:
         if gw.cache is not None:
             gw.cache.resize(new.cache.ttl, new.cache.max_size)
         if changed := [name for name in RESTART if getattr(old, name) != getattr(new, name)]:
-            log.warning("configuration reloaded, but %s take effect after a restart", ", ".join(changed))
+            log.warning("configuration reloaded; a restart is needed to apply %s", ", ".join(changed))
         if not new.watch_config:
             self.files = ()
             gw._reload_at = math.inf

@@ -2,7 +2,7 @@
 
 Real files in the test's working directory, loopback upstreams (tests/upstream.py) counting
 the requests each receives. The gateway looks at its files at most every ``_reload_every``
-seconds; the tests set 0 and move each edit's mtime forward so that no edit shares a stamp.
+seconds; the tests set 0 and give each edit an mtime a second in the past, after the previous one's.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,11 +48,12 @@ def yaml(a: Upstream, b: Upstream, primary: str = "local", extra: str = "") -> s
 
 
 def edit(path: Path, text: str) -> None:
-    """Write ``text``, its mtime at least a second after the previous one (no same-stamp race)."""
+    """Write ``text`` as a finished edit: its mtime a second in the past (a file written just now is left to
+    settle), and after the previous one's (no two edits share a stamp)."""
     before = path.stat().st_mtime_ns if path.exists() else 0
     path.write_text(text, encoding="utf-8")
-    later = max(before + 10**9, path.stat().st_mtime_ns)
-    os.utime(path, ns=(later, later))
+    settled = max(before + 1000, time.time_ns() - 10**9)
+    os.utime(path, ns=(settled, settled))
 
 
 def watching() -> sarai_llm.Gateway:
@@ -107,6 +109,42 @@ async def test_a_broken_edit_keeps_the_old_settings_until_fixed(
     assert (stats["reloads"], stats["reload_errors"], stats["last_reload_error"]) == (1, 2, None)
     assert upstream.count("/chat/completions") == 4 and other.count("/chat/completions") == 1
     assert any(r.levelno == logging.INFO and "reloaded" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_removed_file_keeps_the_previous_settings_until_it_is_back(
+    upstream: Upstream, other: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    config, env = Path("config.yaml"), Path(".env")
+    edit(config, yaml(upstream, other, primary="openai"))
+    edit(env, "LLM_GATEWAY_NUM_RETRIES=1\n")
+    gw = watching()
+    config.unlink()  # a deploy writing it anew, or a slip: not a switch to the defaults (Ollama)
+    with caplog.at_level(logging.ERROR, logger="sarai_llm"):
+        assert await ask(gw) == "openai"
+    assert gw._chain.retries == 1
+    error = gw.get_stats()["config"]["last_reload_error"]
+    assert error is not None and f"{config.resolve()} was removed" in error and "restart" in error
+    assert [r.getMessage() for r in caplog.records] == [
+        f"configuration not reloaded, the previous settings stay: {error}"
+    ]
+    edit(config, yaml(upstream, other))
+    assert await ask(gw) == "local"
+    env.unlink()
+    assert await ask(gw) == "local" and gw._chain.retries == 1  # .env likewise
+    assert "/.env was removed" in gw.get_stats()["config"]["last_reload_error"]
+    stats = gw.get_stats()["config"]
+    assert (stats["reloads"], stats["reload_errors"]) == (1, 2)
+
+
+async def test_a_file_being_written_is_applied_once_it_settled(upstream: Upstream, other: Upstream) -> None:
+    config = Path("config.yaml")
+    edit(config, yaml(upstream, other))
+    gw = watching()
+    config.write_text(yaml(upstream, other, primary="openai"), encoding="utf-8")  # its mtime: now
+    assert await ask(gw) == "local"  # it may still be being written (an editor, a checkout): not read yet
+    await asyncio.sleep(0.3)
+    assert await ask(gw) == "openai"
+    assert gw.get_stats()["config"]["reloads"] == 1
 
 
 async def test_an_unset_variable_is_an_error_naming_it(
