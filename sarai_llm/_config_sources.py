@@ -249,11 +249,22 @@ def validation_message(
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"][:3]] + ["", "", ""]
         name = f"{loc[1]}_{loc[2]}" if loc[0] == CUSTOM_FIELD else names.get((loc[0], loc[1] or None), loc[0])
+        used = 3 if loc[0] == CUSTOM_FIELD else 2 if (loc[0], loc[1]) in names else 1
+        inner = "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][used:]
+        )  # deployments[1].weight
         source = next((s for s in sources if name in s.flat), None)
-        text = f"{source.describe(name) if source is not None else f'{name} (default)'}: {error['msg']}"
-        if name in secrets or (isinstance(error.get("input"), str) and url_secrets(error["input"])):
+        where = source.describe(name) if source is not None else f"{name} (default)"
+        where += inner if isinstance(source, YamlSource) or not inner else f", at {inner.lstrip('.')}"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        text = f"{where}: {message}"
+        if (
+            name in secrets
+            or "api_key" in error["loc"]
+            or (isinstance(error.get("input"), str) and url_secrets(error["input"]))
+        ):
             echoes_secret = True  # pydantic's text quotes the value: a key, or a URL with credentials
-        elif error["type"] != "missing" and "input" in error:
+        elif error["type"] not in ("missing", "extra_forbidden") and "input" in error:
             shown = repr(error["input"])
             text += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
         parts[text] = None
