@@ -135,14 +135,15 @@ class Servers:
         self.queues: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
 
     def order(self, provider: ProviderConfig, breaker: Breaker) -> list[ProviderConfig]:
-        """The servers to try in turn: the least busy for its weight first, then the one least used so far."""
+        """The servers to try in turn: the least loaded for its weight first (attempts under way and waiting for
+        a slot: a full server's queue grows only when it is the shortest), then the one least used so far."""
         servers = provider.targets
         if len(servers) == 1:
             return list(servers)
         ready = [s for s in servers if not breaker.cooling(breaker_key(provider, s))] or list(servers)
-        busy, sent = self.busy, self.sent
-        return sorted(ready, key=lambda s: (busy.get(k := (s.name, server_name(s)), 0) / s.weight,
-                                            sent.get(k, 0) / s.weight))  # fmt: skip
+        busy, sent, queues = self.busy, self.sent, self.queues
+        return sorted(ready, key=lambda s: ((busy.get(k := (s.name, server_name(s)), 0) + len(queues.get(k, ())))
+                                            / s.weight, sent.get(k, 0) / s.weight))  # fmt: skip
 
     async def acquire(self, server: ProviderConfig) -> None:
         key, started = (server.name, server_name(server)), _perf()

@@ -103,7 +103,12 @@ llm_gateway:
         ("providers: {ollama: {model: 'openai/x'}}",
          "llm_gateway.providers.ollama: not a name for a new provider (a built-in provider or a setting)"),
         ("providers: {groq: {model: 'groq/x', deployments: [{url: 'http://a:1'}]}}",
-         "llm_gateway.providers.groq.deployments"),
+         "llm_gateway.providers.groq.deployments[0].base_url: Field required"),
+        ("providers: {groq: {model: 'groq/x', deployments: [{base_url: 'http://a:1'}, "
+         "{base_url: 'http://b:1', wieght: 2}]}}",
+         "llm_gateway.providers.groq.deployments[1].wieght: unknown key"),
+        ("ollama: {deployments: [{base_url: 'http://a:1', weight: -1}]}",
+         "llm_gateway.ollama.deployments[0].weight: Input should be greater than 0 (got -1)"),
     ],
 )  # fmt: skip
 def test_bad_custom_providers_are_named(yaml_text: str, expected: str) -> None:
@@ -111,6 +116,15 @@ def test_bad_custom_providers_are_named(yaml_text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         GatewayConfig.load()
     assert f"{path}: {expected}" in str(info.value)
+
+
+def test_a_deployments_error_names_its_place_and_never_echoes_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_OLLAMA_DEPLOYMENTS", '[{"base_url": "http://a:1", "api_key": 31337}]')
+    with pytest.raises(ConfigError) as info:
+        GatewayConfig.load()
+    message = str(info.value)
+    assert "LLM_GATEWAY_OLLAMA_DEPLOYMENTS (environment), at [0].api_key: Input should be a valid string" in message
+    assert "31337" not in message and info.value.__cause__ is None  # pydantic's own text would quote it
 
 
 def test_an_undefined_provider_in_the_chain_says_how_to_define_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,6 +227,17 @@ async def test_max_concurrent_queues_calls_in_order(upstream: Any) -> None:
     assert row["queue_wait_s"] >= 0.55  # 0.2 + 0.4 waited by the second and third
     text = sarai_llm.get_gateway().metrics.text()
     assert f'llm_gateway_queue_wait_seconds_total{{deployment="{upstream.base_url}",provider="local"}}' in text
+
+
+async def test_calls_waiting_for_a_slot_queue_at_the_shortest_queue(upstream: Any, second_upstream: Any) -> None:
+    for up in (upstream, second_upstream):
+        up.behaviour.delay = 0.2
+    sarai_llm.get_gateway({"primary_provider": "local", "local_model": "stub", "local_max_concurrent": 1,
+                           "local_deployments": [upstream.base_url, second_upstream.base_url]})  # fmt: skip
+    await asyncio.gather(*(chat(f"q{i}") for i in range(6)))  # three rounds of two, not one server's queue alone
+    rows = sarai_llm.get_stats()["providers"]["local"]["deployments"]
+    assert [rows[up.base_url]["requests"] for up in (upstream, second_upstream)] == [3, 3]
+    assert upstream.count("/chat/completions") == 3 == second_upstream.count("/chat/completions")
 
 
 async def test_a_wait_for_a_slot_ends_at_the_deadline(upstream: Any) -> None:
