@@ -250,9 +250,8 @@ def validation_message(
         loc = [str(part) for part in error["loc"][:3]] + ["", "", ""]
         name = f"{loc[1]}_{loc[2]}" if loc[0] == CUSTOM_FIELD else names.get((loc[0], loc[1] or None), loc[0])
         used = 3 if loc[0] == CUSTOM_FIELD else 2 if (loc[0], loc[1]) in names else 1
-        inner = "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][used:]
-        )  # deployments[1].weight
+        # The place inside the setting's value, as in deployments[1].weight:
+        inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][used:])
         source = next((s for s in sources if name in s.flat), None)
         where = source.describe(name) if source is not None else f"{name} (default)"
         where += inner if isinstance(source, YamlSource) or not inner else f", at {inner.lstrip('.')}"

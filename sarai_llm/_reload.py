@@ -60,6 +60,7 @@ class Watcher:
             self.lock.release()
 
     def _settling(self, stamps: list[tuple[int, int] | None]) -> bool:
+        """Whether a file was modified within ``settle_ns`` (one modified "in the future", a clock skew, is not)."""
         newest = max((stamp[0] for stamp in stamps if stamp), default=0)
         return 0 <= time.time_ns() - newest < self.settle_ns
 
@@ -71,8 +72,8 @@ class Watcher:
         old = gw.config
         try:
             if gone:
-                names = " and ".join(map(str, gone))
-                raise ConfigError(f"{names} was removed: put it back, or restart to run without it")
+                names, were = " and ".join(map(str, gone)), "was" if len(gone) == 1 else "were"
+                raise ConfigError(f"{names} {were} removed: put it back, or restart to run without it")
             new = old.reload()
         except ConfigError as exc:
             error = redact(str(exc))
