@@ -11,7 +11,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._adapter import Attempt, ChatResult, Completion, Embeddings, StreamState, no_usage
 from ._gateway import Gateway
@@ -118,26 +118,28 @@ class FakeGateway(Gateway):
         self._queue.clear()
         self._call_ids = itertools.count(1)
 
-    async def chat(self, *args: Any, **kwargs: Any) -> ChatResult:
-        """:meth:`Gateway.chat`, recorded."""
-        token = _CALL.set(self._record("chat", args, kwargs))
-        try:
-            return await super().chat(*args, **kwargs)
-        finally:
-            _CALL.reset(token)
+    if not TYPE_CHECKING:  # type checkers see the gateway's own signatures (embed's overloads among them)
 
-    def stream_chat(self, *args: Any, **kwargs: Any) -> ChatStream:
-        """:meth:`Gateway.stream_chat`, recorded; the stream's other attributes (``.result``) are the real one's."""
-        call = self._record("stream_chat", args, kwargs)
-        return cast("ChatStream", _Answering(call, super().stream_chat(*args, **kwargs)))  # a ChatStream by duck typing
+        async def chat(self, *args: Any, **kwargs: Any) -> ChatResult:
+            """:meth:`Gateway.chat`, recorded."""
+            token = _CALL.set(self._record("chat", args, kwargs))
+            try:
+                return await super().chat(*args, **kwargs)
+            finally:
+                _CALL.reset(token)
 
-    async def embed(self, *args: Any, **kwargs: Any) -> list[float] | list[list[float]]:
-        """:meth:`Gateway.embed`, recorded."""
-        token = _CALL.set(self._record("embed", args, kwargs))
-        try:
-            return await super().embed(*args, **kwargs)
-        finally:
-            _CALL.reset(token)
+        def stream_chat(self, *args: Any, **kwargs: Any) -> ChatStream:
+            """:meth:`Gateway.stream_chat`, recorded; the stream's other attributes (``.result``) are the real one's."""
+            call = self._record("stream_chat", args, kwargs)
+            return _Answering(call, super().stream_chat(*args, **kwargs))  # a ChatStream by duck typing
+
+        async def embed(self, *args: Any, **kwargs: Any) -> list[float] | list[list[float]]:
+            """:meth:`Gateway.embed`, recorded."""
+            token = _CALL.set(self._record("embed", args, kwargs))
+            try:
+                return await super().embed(*args, **kwargs)
+            finally:
+                _CALL.reset(token)
 
     async def health_check(self, provider: str | None = None, *, detailed: bool = False) -> dict[str, Any]:
         """Record the call and report :attr:`health` (one provider when ``provider`` is given)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._adapter import Attempt, copy_tool_calls, no_usage
 from ._chain import ProviderChain, Request, Route, resolve
@@ -29,9 +29,9 @@ from ._coalesce import Flights
 from ._embeddings import embed_texts
 from ._reload import Watcher
 from ._streams import ChatStream
-from ._structured import key_form, parse
+from ._structured import keyed, parse
 from ._validate import check_call, check_messages, check_options, check_sendable, check_shared, check_texts
-from .cache import KeyMaker, ResponseCache, Store, default_cache_dir, store_factory
+from .cache import KeyMaker, Store, open_cache
 from .config import GatewayConfig
 from .errors import redact
 from .observe import Events, GatewayMetrics, Observer, observers_for
@@ -72,7 +72,7 @@ class Gateway:
     ):
         check_litellm()  # refuse a compromised LiteLLM before anything can import it
         self.config = config = config if config is not None else GatewayConfig.load()
-        self.cache = _open_cache(config, store, cache_clock)
+        self.cache = open_cache(config, store, cache_clock)
         observers = observers_for(config, self.cache)
         self.stats = observers[0]
         self.events = Events(observers)
@@ -163,7 +163,7 @@ class Gateway:
         key = None
         if use_cache is True and route.keys is not None:
             shape = provider_kwargs.get("response_format") if provider_kwargs else None
-            kwargs = provider_kwargs if shape is None else _keyed(provider_kwargs)
+            kwargs = provider_kwargs if shape is None else keyed(provider_kwargs)
             key = route.keys.key((model, messages, temperature, max_tokens, kwargs))
             hit = self.cache.get(key, count_miss=False) if key is not None else None  # type: ignore[union-attr]
             if hit is not None:  # the hot path: a valid request was cached, so no check is needed
@@ -220,7 +220,7 @@ class Gateway:
         route = self._route("chat", provider)
         key = None
         if use_cache is True and route.keys is not None:
-            key = route.keys.key((model, messages, temperature, max_tokens, _keyed(provider_kwargs)))
+            key = route.keys.key((model, messages, temperature, max_tokens, keyed(provider_kwargs)))
         request = self._request(
             route, messages, model, temperature, max_tokens, use_cache, caller, deadline, provider_kwargs, key
         )
@@ -269,9 +269,33 @@ class Gateway:
             request.waited_s += _perf() - walked
         return completion.entry(provider.name)
 
+    @overload
     async def embed(
         self,
-        text: str | Sequence[str],
+        text: str,
+        model: str | None = None,
+        provider: str | None = None,
+        use_cache: bool = True,
+        *,
+        caller: str | None = None,
+        deadline: float | None = None,
+        **provider_kwargs: Any,
+    ) -> list[float]: ...
+    @overload
+    async def embed(
+        self,
+        text: list[str] | tuple[str, ...],
+        model: str | None = None,
+        provider: str | None = None,
+        use_cache: bool = True,
+        *,
+        caller: str | None = None,
+        deadline: float | None = None,
+        **provider_kwargs: Any,
+    ) -> list[list[float]]: ...
+    async def embed(
+        self,
+        text: str | list[str] | tuple[str, ...],
         model: str | None = None,
         provider: str | None = None,
         use_cache: bool = True,
@@ -422,27 +446,3 @@ class Gateway:
         self.metrics.close()
         if self.cache is not None:
             self.cache.close()
-
-
-def _open_cache(
-    config: GatewayConfig, store: Callable[[], Store] | None, clock: Callable[[], float] | None
-) -> ResponseCache | None:
-    settings = config.cache_settings
-    if not settings.enabled:
-        return None
-    store = store or store_factory(config)  # None: the default diskcache store
-    return ResponseCache(
-        None if store is not None else settings.dir or default_cache_dir(),
-        ttl=settings.ttl,
-        max_size=settings.max_size,
-        memory_mb=settings.memory_mb,
-        namespace=settings.namespace,
-        clock=clock or time.time,
-        store=store,
-    )
-
-
-def _keyed(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A chat's keyword arguments as its cache key holds them: a pydantic ``response_format`` by its schema."""
-    response_format = kwargs.get("response_format")
-    return kwargs if response_format is None else {**kwargs, "response_format": key_form(response_format)}

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import ProviderResponseError
 
-__all__ = ["key_form", "parse"]
+__all__ = ["key_form", "keyed", "parse"]
 
 _forms: dict[type, dict[str, Any]] = {}
 
@@ -37,6 +37,12 @@ def key_form(response_format: Any) -> Any:
         name = f"{response_format.__module__}.{response_format.__qualname__}"
         form = _forms[response_format] = {"pydantic": name, "schema": response_format.model_json_schema()}
     return form
+
+
+def keyed(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A chat's keyword arguments as its cache key holds them: a pydantic ``response_format`` by its schema."""
+    response_format = kwargs.get("response_format")
+    return kwargs if response_format is None else {**kwargs, "response_format": key_form(response_format)}
 
 
 def parse(response_format: Any, content: str, provider: str, tool_calls: Any = ()) -> Any:
