@@ -6,7 +6,8 @@
   seconds (skipped is not an attempt);
 * :class:`Servers`: which deployment of a provider takes an attempt (the least
   busy for its weight, ties in turn), and, with ``max_concurrent``, how many
-  may be under way at once (the others wait in order);
+  may be under way at once (the others wait in one queue per provider, in
+  order, each for the first of its servers to free a slot);
 * :meth:`ProviderChain.walk`: one attempt per provider in order (a failed
   deployment hands over to the provider's next one), each retried by
   :func:`~sarai_llm.retry.with_retries`, the whole walk bounded by the call's
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -33,6 +35,9 @@ from .retry import with_retries
 if TYPE_CHECKING:
     from .cache import KeyMaker
     from .config import GatewayConfig, ProviderConfig
+
+    # Attempts waiting for a slot, in order, each with the servers it may take (by key, its own settings of them).
+    Waiting = deque[tuple[asyncio.Future[ProviderConfig], dict[tuple[str, str], ProviderConfig]]]
 
 __all__ = ["Breaker", "ProviderChain", "Request", "Route", "Servers", "breaker_key", "resolve", "within"]
 
@@ -126,61 +131,77 @@ class Breaker:
 
 class Servers:
     """The servers of the providers (their deployments, or themselves): which takes an attempt, and the slots of
-    those with ``max_concurrent`` (an attempt waits, in order, for a free one)."""
+    those with ``max_concurrent``: when every candidate is full, an attempt waits in its provider's one queue, in
+    order, and takes the first of its candidates to free a slot."""
 
     def __init__(self, events: Any) -> None:
         self.events = events
         self.busy: dict[tuple[str, str], int] = {}  # (provider, server) -> attempts under way
         self.sent: dict[tuple[str, str], int] = {}  # attempts taken, for turns
-        self.queues: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
+        self.queues: dict[str, Waiting] = {}  # provider -> the attempts waiting for a slot
+        self.lock = threading.Lock()  # a gateway's calls may run on several event loops (the sync API's, the user's)
 
     def order(self, provider: ProviderConfig, breaker: Breaker) -> list[ProviderConfig]:
-        """The servers to try in turn: the least loaded for its weight first (attempts under way and waiting for
-        a slot: a full server's queue grows only when it is the shortest), then the one least used so far."""
+        """The servers to try in turn: the least busy for its weight first, then the one least used so far."""
         servers = provider.targets
         if len(servers) == 1:
             return list(servers)
         ready = [s for s in servers if not breaker.cooling(breaker_key(provider, s))] or list(servers)
-        busy, sent, queues = self.busy, self.sent, self.queues
-        return sorted(ready, key=lambda s: ((busy.get(k := (s.name, server_name(s)), 0) + len(queues.get(k, ())))
-                                            / s.weight, sent.get(k, 0) / s.weight))  # fmt: skip
+        busy, sent = self.busy, self.sent
+        return sorted(ready, key=lambda s: (busy.get(k := (s.name, server_name(s)), 0) / s.weight,
+                                            sent.get(k, 0) / s.weight))  # fmt: skip
 
-    async def acquire(self, server: ProviderConfig) -> None:
-        key, started = (server.name, server_name(server)), _perf()
-        limit = server.max_concurrent
-        if limit is not None and self.busy.get(key, 0) >= limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self.queues.setdefault(key, deque()).append(waiter)
+    async def acquire(self, candidates: Sequence[ProviderConfig]) -> ProviderConfig:
+        """A slot on the first of ``candidates`` (one provider's servers, in order) with one free, else on the
+        first of them to free one; the server taken."""
+        started, busy = _perf(), self.busy
+        waiter: asyncio.Future[ProviderConfig] | None = None
+        with self.lock:
+            for server in candidates:
+                key = (server.name, server_name(server))
+                if server.max_concurrent is None or busy.get(key, 0) < server.max_concurrent:
+                    busy[key] = busy.get(key, 0) + 1
+                    break
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                allowed = {(s.name, server_name(s)): s for s in candidates}
+                self.queues.setdefault(candidates[0].name, deque()).append((waiter, allowed))
+        if waiter is not None:
             try:
-                await waiter  # release() handed its slot over
+                server = await waiter  # _free() handed it a slot
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
-                    self._free(key)  # handed a slot while giving up: pass it on
+                    self._free(waiter.result())  # handed a slot while giving up: pass it on
                 raise
-        else:
-            self.busy[key] = self.busy.get(key, 0) + 1
+            key = (server.name, server_name(server))
         self.sent[key] = self.sent.get(key, 0) + 1
         self.events.dispatched(*key, _perf() - started)
+        return server
 
     def release(self, server: ProviderConfig, failed: bool) -> None:
+        self.events.released(server.name, server_name(server), failed)
+        self._free(server)
+
+    def _free(self, server: ProviderConfig) -> None:
+        """The slot passes to the first attempt still waiting that may take ``server`` (on its own loop)."""
         key = (server.name, server_name(server))
-        self.events.released(*key, failed)
-        self._free(key)
+        with self.lock:
+            queue = self.queues.get(server.name)
+            if queue:
+                for entry in queue:
+                    waiter, allowed = entry
+                    if not waiter.done() and key in allowed:
+                        queue.remove(entry)  # its own settings of the server (a reload may have changed them)
+                        waiter.get_loop().call_soon_threadsafe(self._hand, allowed[key], waiter)
+                        return
+                self.queues[server.name] = deque(entry for entry in queue if not entry[0].done())  # gave up: gone
+            self.busy[key] -= 1
 
-    def _free(self, key: tuple[str, str]) -> None:
-        queue = self.queues.get(key)
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.done():  # the slot passes to the first still waiting (on its own loop)
-                waiter.get_loop().call_soon_threadsafe(self._hand, key, waiter)
-                return
-        self.busy[key] -= 1
-
-    def _hand(self, key: tuple[str, str], waiter: asyncio.Future[None]) -> None:
+    def _hand(self, server: ProviderConfig, waiter: asyncio.Future[ProviderConfig]) -> None:
         if waiter.done():
-            self._free(key)
+            self._free(server)
         else:
-            waiter.set_result(None)
+            waiter.set_result(server)
 
 
 def breaker_key(provider: ProviderConfig, server: ProviderConfig) -> str:
@@ -228,6 +249,11 @@ class ProviderChain:
         :raises AllProvidersFailedError: every provider failed (or was left untried by the deadline).
         """
         breaker, events, head, servers = self.breaker, self.events, chain[0], self.servers
+
+        def choose(server: ProviderConfig) -> str:
+            default = server.embed_model if embedding else server.model
+            return (model if server.name == head.name and model else default) or ""
+
         operation = "embeddings" if embedding else "chat"
         candidates = [p for p in chain if not self.cooling(p)] or list(chain)
         errors: dict[str, ProviderError] = {}
@@ -235,10 +261,10 @@ class ProviderChain:
         ends_at = None if deadline is None else time.monotonic() + deadline
         for provider in candidates:
             name = provider.name
-            for server in servers.order(provider, breaker):
-                chosen = (
-                    model if provider is head and model else server.embed_model if embedding else server.model
-                ) or ""
+            untried = servers.order(provider, breaker)
+            while untried:
+                server = untried[0]  # the one planned: a wait for a slot may end on another of them
+                chosen = choose(server)
                 remaining = None if ends_at is None else ends_at - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     errors[name] = ProviderTimeoutError(
@@ -249,7 +275,9 @@ class ProviderChain:
                 started, failed = _perf(), True
                 try:
                     async with asyncio.timeout(remaining):
-                        await servers.acquire(server)
+                        if (server := await servers.acquire(untried)) is not untried[0]:
+                            chosen = choose(server)  # its own model (the attempt counted the planned one's)
+                        untried.remove(server)
                         try:
                             result = await with_retries(partial(attempt, server, chosen), self.retries, ends_at)
                             failed = False
@@ -266,6 +294,8 @@ class ProviderChain:
                     breaker.failure(breaker_key(provider, server))
                     errors[name] = error
                     log.warning("provider %s failed: %s: %s", name, type(error).__name__, error)
+                    if server in untried:  # the deadline passed while it waited for a slot
+                        untried.remove(server)
                     continue
                 breaker.success(breaker_key(provider, server))
                 if provider is not head:

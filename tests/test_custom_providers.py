@@ -229,15 +229,17 @@ async def test_max_concurrent_queues_calls_in_order(upstream: Any) -> None:
     assert f'llm_gateway_queue_wait_seconds_total{{deployment="{upstream.base_url}",provider="local"}}' in text
 
 
-async def test_calls_waiting_for_a_slot_queue_at_the_shortest_queue(upstream: Any, second_upstream: Any) -> None:
-    for up in (upstream, second_upstream):
-        up.behaviour.delay = 0.2
+async def test_a_waiting_call_takes_the_first_server_to_free_a_slot(upstream: Any, second_upstream: Any) -> None:
+    upstream.behaviour.delay, second_upstream.behaviour.delay = 1.0, 0.05  # a slow server and a quick one
     sarai_llm.get_gateway({"primary_provider": "local", "local_model": "stub", "local_max_concurrent": 1,
                            "local_deployments": [upstream.base_url, second_upstream.base_url]})  # fmt: skip
-    await asyncio.gather(*(chat(f"q{i}") for i in range(6)))  # three rounds of two, not one server's queue alone
+    results = await asyncio.gather(*(chat(f"w{i}") for i in range(4)))
+    assert [r["content"] for r in results] == ["pong"] * 4
+    # One call on the slow server; the two that waited went to the quick one as it freed, not behind the slow one.
+    assert (upstream.count("/chat/completions"), second_upstream.count("/chat/completions")) == (1, 3)
     rows = sarai_llm.get_stats()["providers"]["local"]["deployments"]
-    assert [rows[up.base_url]["requests"] for up in (upstream, second_upstream)] == [3, 3]
-    assert upstream.count("/chat/completions") == 3 == second_upstream.count("/chat/completions")
+    assert rows[second_upstream.base_url]["queue_wait_s"] > 0 and rows[upstream.base_url]["queue_wait_s"] < 0.01
+    assert all(row["in_flight"] == 0 for row in rows.values())
 
 
 async def test_a_wait_for_a_slot_ends_at_the_deadline(upstream: Any) -> None:
