@@ -236,9 +236,11 @@ class ProviderChain:
         embedding: bool = False,
         deadline: float | None = None,
         keep: bool = False,
-    ) -> tuple[ProviderConfig, str, T]:
-        """Try the chain in order until an attempt succeeds: ``(server, model, result)``; ``server`` is the
-        provider, or the deployment of it, that answered.
+    ) -> tuple[ProviderConfig, str, T, float | None]:
+        """Try the chain in order until an attempt succeeds: ``(server, model, result, waited)``; ``server`` is
+        the provider, or the deployment of it, that answered; ``waited`` the seconds of the walk not spent in
+        sarai_llm or LiteLLM (its time but the answering attempt's own, which is that attempt's time but its
+        result's ``upstream_s``), None when the result does not say its upstream's time.
 
         ``model`` overrides the head's model only. Providers cooling down are
         skipped unless every provider of the chain is. ``deadline`` (seconds,
@@ -253,6 +255,18 @@ class ProviderChain:
         def choose(server: ProviderConfig) -> str:
             default = server.embed_model if embedding else server.model
             return (model if server.name == head.name and model else default) or ""
+
+        own: float | None = None  # the answering attempt's own time: its time but its upstream's
+
+        async def timed(server: ProviderConfig, chosen: str) -> T:
+            nonlocal own
+            started = _perf()
+            result = await attempt(server, chosen)
+            upstream = getattr(result, "upstream_s", None)
+            own = None if upstream is None else _perf() - started - upstream
+            return result
+
+        walked = _perf()
 
         operation = "embeddings" if embedding else "chat"
         candidates = [p for p in chain if not self.cooling(p)] or list(chain)
@@ -279,7 +293,7 @@ class ProviderChain:
                             chosen = choose(server)  # its own model (the attempt counted the planned one's)
                         untried.remove(server)
                         try:
-                            result = await with_retries(partial(attempt, server, chosen), self.retries, ends_at)
+                            result = await with_retries(partial(timed, server, chosen), self.retries, ends_at)
                             failed = False
                         finally:
                             if failed or not keep:
@@ -300,7 +314,7 @@ class ProviderChain:
                 breaker.success(breaker_key(provider, server))
                 if provider is not head:
                     events.fallback(head.name, name)
-                return server, chosen, result
+                return server, chosen, result, None if own is None else _perf() - walked - own
         raise AllProvidersFailedError(errors)
 
 

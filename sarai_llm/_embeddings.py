@@ -84,23 +84,20 @@ async def _upstream(
     kwargs: dict[str, Any],
 ) -> tuple[str, float, float | None]:
     """Embed ``todo`` in one request into ``found`` (cached, followers told); ``(provider, cost, seconds waited
-    for the upstream)``: the walk's time but the answering attempt's own, as a chat counts it."""
+    for the upstream)`` (:meth:`ProviderChain.walk`'s, as a chat's)."""
     adapter, events = gw._adapter_for_miss(), gw.events
     flights = {t: gw._flights.lead(keys[t]) for t in todo}
-    own: list[float] = []
 
     async def attempt(provider: ProviderConfig, chosen: str) -> Any:
         started = _perf()
         result = await adapter.embed(Attempt(provider, chosen, kwargs, texts=todo))
-        took = _perf() - started
-        events.success(provider.name, chosen, took * 1000.0, result.usage, operation="embeddings")
-        own[:] = [] if result.upstream_s is None else [took - result.upstream_s]
+        events.success(provider.name, chosen, (_perf() - started) * 1000.0, result.usage, operation="embeddings")
         return result
 
     try:
-        walked = _perf()
-        provider, _, fresh = await gw._chain.walk(route.chain, model, attempt, embedding=True, deadline=deadline)
-        waited = _perf() - walked - own[0] if own else None
+        provider, _, fresh, waited = await gw._chain.walk(
+            route.chain, model, attempt, embedding=True, deadline=deadline
+        )
     except BaseException as exc:
         for t, flight in flights.items():
             gw._flights.land(keys[t], flight, error=exc)

@@ -255,18 +255,12 @@ class Gateway:
             completion = await adapter.complete(Attempt(provider, model, request.params, request.messages))
             if request.response_format is not None:  # invalid: this attempt failed
                 parse(request.response_format, completion.content, provider.name, completion.tool_calls)
-            took = _perf() - started
-            self.events.success(provider.name, model, took * 1000.0, completion.usage)
-            if completion.upstream_s is not None:  # the walk's time is added below: this attempt's own is not waited
-                request.waited_s = completion.upstream_s - took
+            self.events.success(provider.name, model, (_perf() - started) * 1000.0, completion.usage)
             return completion
 
-        walked = _perf()
-        provider, _, completion = await self._chain.walk(
+        provider, _, completion, request.waited_s = await self._chain.walk(
             request.chain, request.model, attempt, deadline=request.deadline
         )
-        if request.waited_s is not None:  # the walk, less what the answering attempt spent here
-            request.waited_s += _perf() - walked
         return completion.entry(provider.name)
 
     @overload

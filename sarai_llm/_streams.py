@@ -125,7 +125,7 @@ async def _upstream(
 
     deadline = request.deadline if request.deadline is not None else gw.config.deadline
     ends_at = None if deadline is None else time.monotonic() + deadline
-    server, model, (first, pieces) = await gw._chain.walk(
+    server, model, (first, pieces), _ = await gw._chain.walk(
         request.chain, request.model, attempt, deadline=deadline, keep=True
     )
     name, failed = server.name, True
