@@ -31,6 +31,13 @@ def answer(text: str) -> dict[str, Any]:
     return {"content": text, "model": "m", "provider": "local", "usage": {"total_tokens": 1}, "finish_reason": "stop"}
 
 
+def write(cache: ResponseCache, clock: FakeClock, names: str, step: float = 1.0) -> None:
+    """Write an answer for each of ``names`` (its messages: the name), ``step`` seconds apart on ``clock``."""
+    for name in names:
+        clock.now += step
+        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+
+
 def use(upstream: Any, **settings: Any) -> sarai_llm.Gateway:
     return sarai_llm.get_gateway({"primary_provider": "local", "local_base_url": upstream.base_url, **settings})
 
@@ -62,9 +69,7 @@ def test_ttl_with_a_moved_clock(tmp_path: Path) -> None:
 def test_lru_evicts_the_least_recently_used(tmp_path: Path) -> None:
     clock = FakeClock()
     cache = ResponseCache(tmp_path, max_size=3, clock=clock)
-    for name in "ABC":
-        clock.now += 1
-        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+    write(cache, clock, "ABC")
     clock.now += 1
     assert cache.get("A") is not None  # A is now more recent than B
     clock.now += 1
@@ -83,9 +88,7 @@ def test_a_hit_reorders_its_entry_at_most_once_a_second(tmp_path: Path) -> None:
 
     clock = FakeClock()
     cache = ResponseCache(tmp_path, max_size=2, clock=clock)
-    for name in "AB":
-        clock.now += 10
-        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+    write(cache, clock, "AB", step=10)
     clock.now += 10
     assert cache.get("A") is not None  # A moves after B
     clock.now += 0.1
@@ -178,9 +181,7 @@ def test_memory_store_behaves_as_a_store() -> None:
     shared = MemoryStore()
     cache = ResponseCache(store=lambda: shared, max_size=2, clock=clock, sync_interval=0)
     other = ResponseCache(store=lambda: shared, max_size=2, clock=clock, sync_interval=0)  # another "process"
-    for name in "AB":
-        clock.now += 1
-        cache.set(name, answer(name), messages=[{"role": "user", "content": name}], model="m")
+    write(cache, clock, "AB")
     clock.now += 1
     assert cache.get("A") is not None  # A is now more recent than B
     cache.set("C", answer("C"), messages=MESSAGES, model="m")
